@@ -1,0 +1,75 @@
+"""vidlora: fused LoRA runtime for Wan 2.1/2.2 and HunyuanVideo diffusers pipelines.
+
+Importing vidlora is cheap and initialises no CUDA context: the heavy modules (diffusers,
+Triton kernels) load on first use of the names below.
+
+    import vidlora
+    h = vidlora.attach(pipe)                 # patch in place, returns an Adapters handle
+    h.add("motion.safetensors", weight=0.8)
+    vidlora.write_mp4(frames, "out.mp4", fps=16)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BackendUnavailableError,
+    LoRAFormatError,
+    LoRAMismatchError,
+    SourceError,
+    UnsafeFileError,
+    VidloraError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "attach",
+    "Adapters",
+    "read_lora",
+    "LoRAFile",
+    "write_mp4",
+    "use_backend",
+    "get_backend",
+    "VidloraError",
+    "LoRAFormatError",
+    "LoRAMismatchError",
+    "UnsafeFileError",
+    "BackendUnavailableError",
+    "SourceError",
+]
+
+# public name -> module that defines it (imported lazily, PEP 562)
+_LAZY = {
+    "attach": "vidlora.adapters",
+    "Adapters": "vidlora.adapters",
+    "read_lora": "vidlora.formats",
+    "LoRAFile": "vidlora.lora_file",
+    "write_mp4": "vidlora.video",
+    "use_backend": "vidlora.kernels.backend",
+    "get_backend": "vidlora.kernels.backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vidlora' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .adapters import Adapters, attach
+    from .formats import read_lora
+    from .kernels.backend import get_backend, use_backend
+    from .lora_file import LoRAFile
+    from .video import write_mp4
