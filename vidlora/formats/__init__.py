@@ -1,0 +1,1 @@
+"""LoRA file readers (placeholder until the formats issue lands)."""
