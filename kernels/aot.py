@@ -1,0 +1,150 @@
+"""Ahead-of-time compilation of the LoRA kernels for real GPUs, on a machine without one.
+
+``compile_variant`` builds the same specialisation Triton's JIT would build for a real
+call (pointers 16-byte aligned, integer arguments equal to 1 turned into constants,
+multiples of 16 marked divisible by 16) with the tile config the launcher would pick on
+that architecture, and returns Triton's compiled kernel (``.asm["ptx"]``,
+``.asm["cubin"]``, ``.metadata.shared``). The kernel audit (benchmarks/kernel_audit.py)
+reads its SASS.
+
+Must run in a process without ``TRITON_INTERPRET``: interpreted kernels cannot be compiled
+(``'InterpretedFunction' object has no attribute 'cache_key'``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .heuristics import GemmConfig, ShrinkConfig, gemm_config, shrink_config
+
+__all__ = ["KERNEL_VARIANTS", "ARCHS", "SHARED_MEMORY_LIMIT", "AuditShape", "REAL_SHAPES", "compile_variant"]
+
+# variant -> (kernel, strategy): the four kernels a call can launch.
+KERNEL_VARIANTS = {
+    "gemm_plain": "plain",  # R = 0: base GEMM only
+    "shrink": "shrink_expand",  # T = (x A^T) * c
+    "gemm_expand": "shrink_expand",  # base GEMM + T B^T epilogue
+    "gemm_fused": "fused",  # base GEMM with T in the same K loop
+}
+ARCHS = (80, 89, 90)
+# Per-block opt-in shared memory (bytes): A100 163 KB, Ada 99 KB, H100 227 KB.
+SHARED_MEMORY_LIMIT = {80: 163 * 1024, 89: 99 * 1024, 90: 227 * 1024}
+
+_TRITON_DTYPE = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+@dataclass(frozen=True)
+class AuditShape:
+    """One real GEMM: M tokens, N outputs, K inputs, LoRA rank R."""
+
+    name: str
+    m: int
+    n: int
+    k: int
+    r: int
+
+
+# Wan 2.1 14B (width 5120, FFN 13824) and HunyuanVideo (width 3072, FFN 12288) at 480p x
+# 81 frames: 32,760 tokens. Rank 32 (one adapter), 128 (four stacked) on fused q/k/v;
+# M = 256 is where the launcher picks the fully fused kernel.
+REAL_SHAPES = (
+    AuditShape("wan14b.proj", 32760, 5120, 5120, 32),
+    AuditShape("wan14b.qkv", 32760, 15360, 5120, 32),
+    AuditShape("wan14b.qkv.r128", 32760, 15360, 5120, 128),
+    AuditShape("wan14b.ffn_up", 32760, 13824, 5120, 32),
+    AuditShape("wan14b.ffn_down", 32760, 5120, 13824, 32),
+    AuditShape("hunyuan.proj", 32760, 3072, 3072, 32),
+    AuditShape("hunyuan.ffn_up", 32760, 12288, 3072, 32),
+    AuditShape("wan14b.proj.m256", 256, 5120, 5120, 32),
+)
+
+
+def _int_arg(name: str, value: int, sig: dict, consts: dict, attrs: dict, index: int) -> None:
+    # What the JIT does at run time: 1 becomes a constant, multiples of 16 get a hint.
+    if value == 1:
+        sig[name] = "constexpr"
+        consts[name] = 1
+        return
+    sig[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
+    if value % 16 == 0:
+        attrs[(index,)] = [["tt.divisibility", 16]]
+
+
+def _source(kernel, args: dict, constexprs: dict):
+    from triton.compiler import ASTSource
+
+    sig: dict = {}
+    consts: dict = {}
+    attrs: dict = {}
+    for index, name in enumerate(kernel.arg_names):
+        if name in constexprs:
+            sig[name] = "constexpr"
+            consts[name] = constexprs[name]
+            continue
+        value = args[name]
+        if isinstance(value, str):  # a pointer type; torch allocations are 16-aligned
+            sig[name] = value
+            attrs[(index,)] = [["tt.divisibility", 16]]
+        else:
+            _int_arg(name, int(value), sig, consts, attrs, index)
+    return ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
+
+
+def _plan(variant: str, arch: int, s: AuditShape) -> tuple[GemmConfig, ShrinkConfig]:
+    cap = (arch // 10, arch % 10)
+    strategy = KERNEL_VARIANTS[variant]
+    r = 0 if strategy == "plain" else s.r
+    return gemm_config(s.m, s.n, s.k, r, cap, strategy), shrink_config(s.m, s.k, r, cap)
+
+
+def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dtype = torch.bfloat16):
+    """Compile one kernel variant for ``sm_<arch>`` at ``shape`` (contiguous x, bias on)."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise RuntimeError("compile_variant needs a process without TRITON_INTERPRET set")
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from .lora_gemm import _lora_gemm_kernel, _lora_shrink_kernel
+
+    if variant not in KERNEL_VARIANTS:
+        raise ValueError(f"unknown kernel variant {variant!r}; expected one of {', '.join(KERNEL_VARIANTS)}")
+    gemm, shrink = _plan(variant, arch, shape)
+    m, n, k = shape.m, shape.n, shape.k
+    r = 0 if variant == "gemm_plain" else shape.r
+    p = "*" + _TRITON_DTYPE[dtype]
+    precision = "tf32"
+    if variant == "shrink":
+        kernel = _lora_shrink_kernel
+        args = dict(
+            x_ptr=p, a_ptr=p, c_ptr="*fp32", t_ptr=p, M=m, K=k, R=r, S=m,
+            stride_xb=m * k, stride_xs=k, stride_xk=1, stride_ar=k, stride_ak=1,
+            stride_c=1, stride_tm=r, stride_tr=1,
+        )  # fmt: skip
+        constexprs = dict(
+            BLOCK_M=shrink.block_m, BLOCK_K=shrink.block_k, BLOCK_R=shrink.block_r,
+            EVEN_K=k % shrink.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
+        )  # fmt: skip
+        options = {"num_warps": shrink.num_warps, "num_stages": shrink.num_stages}
+    else:
+        kernel = _lora_gemm_kernel
+        lora = {"gemm_plain": 0, "gemm_expand": 1, "gemm_fused": 2}[variant]
+        # R = 0 passes y in place of A, B and c (lora_gemm.py): y's strides.
+        ar, br = (k, r) if r else (n, n)
+        args = dict(
+            x_ptr=p, w_ptr=p, bias_ptr=p, w_scale_ptr="*fp32", t_ptr=p, a_ptr=p, b_ptr=p,
+            c_ptr="*fp32" if r else p, y_ptr=p, M=m, N=n, K=k, R=r, S=m,
+            stride_xb=m * k, stride_xs=k, stride_xk=1, stride_wn=k, stride_wk=1,
+            stride_tm=r if lora == 1 else n, stride_tr=1, stride_ar=ar, stride_ak=1,
+            stride_bn=br, stride_br=1, stride_c=1, stride_ym=n, stride_yn=1,
+        )  # fmt: skip
+        constexprs = dict(
+            LORA=lora, HAS_BIAS=True, HAS_W_SCALE=False,
+            BLOCK_M=gemm.block_m, BLOCK_N=gemm.block_n, BLOCK_K=gemm.block_k, BLOCK_R=gemm.block_r,
+            GROUP_M=gemm.group_m, EVEN_K=k % gemm.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
+        )  # fmt: skip
+        options = {"num_warps": gemm.num_warps, "num_stages": gemm.num_stages}
+    src = _source(kernel, args, constexprs)
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)

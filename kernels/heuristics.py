@@ -1,0 +1,192 @@
+"""How the launcher picks a strategy and tile sizes for ``y = x W^T + b + ((x A^T) * c) B^T``.
+
+Until a GPU has measured configs (``configs/<gpu>.json``, see ``tuned.py``) this module is
+the whole rule. Every number below is a documented estimate, not a measurement.
+
+Strategies
+----------
+- ``"plain"``: R = 0. One GEMM kernel with no LoRA code compiled in, so R = 0 costs exactly
+  the base GEMM.
+- ``"shrink_expand"``: kernel 1 computes T = (x A^T) * c once ([M, R], stored in x's
+  dtype); the GEMM adds T B^T and the bias in its epilogue and writes y once.
+  Extra cost over the base: one more read of x (M*K*e bytes), the write and read of T
+  (2*M*R*e bytes), the shrink MMA (2*M*K*R FLOPs, hidden under its memory time) and one
+  more kernel launch (~4 us).
+- ``"fused"``: T is accumulated in the GEMM's own K loop from the x tile already in shared
+  memory; no second read of x and no second launch, but every one of the ceil(N/BN) column
+  tiles recomputes T: extra MMA work ceil(N/BN) * 2*M*K*R_pad FLOPs, i.e. R_pad/BN of the
+  base (R_pad = the rank padded to the MMA tile, at least 16).
+Both LoRA strategies pay the same expand (2*M*N*R FLOPs), so the rule compares only the
+terms above, with :class:`HardwareModel` numbers:
+
+    fused  iff  ceil(N/BN) * 2*M*K*R_pad / P  <  M*K*e / BW + 2*M*R*e / BW + launch
+
+H100 (P = 700 TFLOP/s reached by dense bf16 GEMMs, BW = 3.35 TB/s, launch 4 us), Wan 14B
+projection K = N = 5120, R = 32, BN = 256: fused costs 20 tiles * 2*5120*32 / 7e14 =
+9.4 ns per row, shrink 5120*2 / 3.35e12 = 3.1 ns per row + 4 us, so fused wins below
+~630 rows and shrink+expand above (video token counts are 8k-33k rows: shrink+expand,
+~4% over the base for the extra read of x, against ~12.5% extra MMA for the fused one).
+The fused kernel keeps the whole rank in one tile, so it is only offered for R <= 64.
+
+Tiles (``GemmConfig``): 128 x 256 x 64 with 8 warps and 3 stages on sm_80/sm_90
+(Triton's own best A100/H100 bf16 matmul config: 144 KB of operand staging, under the
+163 KB / 227 KB per-block limits); sm_89 has 99 KB, so 128 x 128 x 32 with 4 stages
+(64 KB); the fused kernel on sm_80 uses 128 x 128 (see gemm_config). Small M (<= 64 rows) uses 64-row tiles with 4 warps (one warpgroup: wgmma's
+minimum M is 64). ``BLOCK_R`` = the rank padded to a power of two >= 16, capped at 32 for
+the epilogue expand (larger ranks loop over 32-wide chunks: the note in
+notes/triton-without-gpu.md saw LDL/STL spills grow to ~140 at a 64-wide expand).
+The shrink kernel streams x once: 64 rows x 128 K per step (16 KB of x per stage), 4 warps,
+4 stages; at M = 32760 that is 512 programs for 132 SMs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "STRATEGIES",
+    "GemmConfig",
+    "ShrinkConfig",
+    "HardwareModel",
+    "hardware_model",
+    "pad_rank",
+    "gemm_config",
+    "shrink_config",
+    "strategy_costs",
+    "choose_strategy",
+    "FUSED_MAX_RANK",
+]
+
+STRATEGIES = ("plain", "shrink_expand", "fused")
+
+# The fully fused kernel holds T for the whole rank in a second accumulator [BM, R_pad]:
+# beyond 64 columns that is 64+ more fp32 registers per thread at 8 warps.
+FUSED_MAX_RANK = 64
+_MIN_MMA_K = 16  # tl.dot needs every dimension >= 16
+_EXPAND_MAX_BLOCK_R = 32
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Tile sizes and launch options of the main GEMM kernel."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    block_r: int
+    group_m: int
+    num_warps: int
+    num_stages: int
+
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_n", "block_k", "block_r"):
+            v = getattr(self, name)
+            if v < _MIN_MMA_K or v & (v - 1):
+                raise ValueError(f"GemmConfig.{name} must be a power of two >= 16, got {v}")
+        if self.group_m < 1 or self.num_warps not in (1, 2, 4, 8, 16) or self.num_stages < 1:
+            raise ValueError(f"GemmConfig has an invalid group_m/num_warps/num_stages: {self}")
+
+
+@dataclass(frozen=True)
+class ShrinkConfig:
+    """Tile sizes and launch options of the shrink kernel T = (x A^T) * c."""
+
+    block_m: int
+    block_k: int
+    block_r: int
+    num_warps: int
+    num_stages: int
+
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_k", "block_r"):
+            v = getattr(self, name)
+            if v < _MIN_MMA_K or v & (v - 1):
+                raise ValueError(f"ShrinkConfig.{name} must be a power of two >= 16, got {v}")
+        if self.num_warps not in (1, 2, 4, 8, 16) or self.num_stages < 1:
+            raise ValueError(f"ShrinkConfig has an invalid num_warps/num_stages: {self}")
+
+
+@dataclass(frozen=True)
+class HardwareModel:
+    """Reached (not peak) dense 16-bit MMA rate, memory bandwidth, kernel launch cost."""
+
+    flops: float  # FLOP/s
+    bandwidth: float  # bytes/s
+    launch_s: float  # seconds per extra kernel launch
+
+
+# Compute capability -> model. H100 SXM: 700 of 990 TFLOP/s, HBM3 3.35 TB/s. A100: 280 of
+# 312 TFLOP/s, 2.0 TB/s. sm_89 (L40S): ~300 of 362 TFLOP/s, 0.864 TB/s.
+_MODELS = {
+    (9, 0): HardwareModel(700e12, 3.35e12, 4e-6),
+    (8, 0): HardwareModel(280e12, 2.0e12, 4e-6),
+    (8, 9): HardwareModel(300e12, 0.864e12, 4e-6),
+}
+
+
+def hardware_model(capability: tuple[int, int] | None) -> HardwareModel:
+    """The cost model for a compute capability (None: the interpreter; sm_80's numbers)."""
+    if capability is None:
+        return _MODELS[(8, 0)]
+    if capability in _MODELS:
+        return _MODELS[capability]
+    # Unlisted GPUs: the closest architecture at or below them (sm_86 -> sm_80, sm_100 -> sm_90).
+    known = sorted(c for c in _MODELS if c <= capability)
+    return _MODELS[known[-1]] if known else _MODELS[(8, 0)]
+
+
+def pad_rank(r: int, cap: int | None = None) -> int:
+    """The rank padded to a power of two >= 16 (an MMA dimension), optionally capped."""
+    p = max(_MIN_MMA_K, 1 << max(0, r - 1).bit_length())
+    return min(p, cap) if cap is not None else p
+
+
+def gemm_config(
+    m: int, n: int, k: int, r: int, capability: tuple[int, int] | None, strategy: str
+) -> GemmConfig:
+    """Heuristic GEMM tiles for a shape on an architecture (None: the interpreter)."""
+    block_r = pad_rank(r) if strategy == "fused" else pad_rank(r, _EXPAND_MAX_BLOCK_R)
+    if m <= 64:
+        return GemmConfig(64, 128, 64, block_r, 8, 4, 4)
+    if capability == (8, 9):
+        return GemmConfig(128, 128, 32, block_r, 8, 8, 4)
+    if strategy == "fused" and (capability is None or capability < (9, 0)):
+        # sm_80 keeps mma.sync accumulators in registers: 128x256 fp32 (128 per thread)
+        # plus the [128, R] T accumulator spilled (audit: ~1650 STL / ~1900 LDL at R = 32);
+        # 128 x 128 does not. sm_90's wgmma path showed no spills at 128 x 256.
+        return GemmConfig(128, 128, 64, block_r, 8, 8, 3)
+    return GemmConfig(128, 256, 64, block_r, 8, 8, 3)
+
+
+def shrink_config(m: int, k: int, r: int, capability: tuple[int, int] | None) -> ShrinkConfig:
+    """Heuristic shrink tiles: the whole padded rank (up to 128) in one program column."""
+    return ShrinkConfig(64, 128, pad_rank(r, 128), 4, 4)
+
+
+def strategy_costs(
+    m: int, n: int, k: int, r: int, block_n: int, elem_bytes: int, hw: HardwareModel
+) -> dict[str, float]:
+    """Estimated seconds each LoRA strategy adds on top of base GEMM + expand (see module doc)."""
+    r_pad = pad_rank(r)
+    fused = math.ceil(n / block_n) * 2.0 * m * k * r_pad / hw.flops
+    shrink = (m * k * elem_bytes + 2 * m * r * elem_bytes) / hw.bandwidth + hw.launch_s
+    return {"fused": fused, "shrink_expand": shrink}
+
+
+def choose_strategy(
+    m: int,
+    n: int,
+    k: int,
+    r: int,
+    elem_bytes: int,
+    capability: tuple[int, int] | None,
+) -> str:
+    """"plain" for R = 0; otherwise the cheaper of "fused" / "shrink_expand" by the cost model."""
+    if r == 0:
+        return "plain"
+    if r > FUSED_MAX_RANK:
+        return "shrink_expand"
+    block_n = gemm_config(m, n, k, r, capability, "fused").block_n
+    costs = strategy_costs(m, n, k, r, block_n, elem_bytes, hardware_model(capability))
+    return "fused" if costs["fused"] < costs["shrink_expand"] else "shrink_expand"

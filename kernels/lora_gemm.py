@@ -1,0 +1,385 @@
+"""Triton kernels for y = x W^T (* w_s) + b + ((x A^T) * c) B^T, and their launcher.
+
+Shapes: x [M, K] seen as [M/S, S, K] (any strides: a slice of a larger tensor is read in
+place), W [N, K], b [N], A [R, K], B [N, R], c [R] fp32, optional w_s [N] fp32, y [M, N] in
+x's dtype. Every dot accumulates in fp32; T = (x A^T) * c is formed in fp32 and rounded
+once to x's dtype before the expand MMA (tensor cores need both operands in one dtype;
+the torch reference rounds at the same place).
+
+Kernels
+-------
+``_lora_shrink_kernel``: T = (x A^T) * c, one program per 64 rows x (padded) rank; a
+memory-bound stream over x (M*K*e bytes) whose MMA work is R/N of the base GEMM.
+
+``_lora_gemm_kernel``: the base GEMM, with the LoRA term selected at compile time by
+``LORA``: 0 = none (R = 0 costs exactly the base GEMM: no LoRA instruction is compiled
+in), 1 = expand a precomputed T in the epilogue (strategy "shrink_expand"), 2 = compute T
+in the same K loop from the x tile already loaded (strategy "fused"). heuristics.py has the
+rule and its FLOP/byte arithmetic. y is written exactly once, after
+``acc (* w_s) + T B^T + b``.
+
+Design choices, with the reasons:
+- Rows past M and columns past N are wrapped (``% M``, ``% N``) instead of masked in the K
+  loop, so the steady-state loads carry no M/N mask; only the final store is masked. K is
+  masked only when ``K % BLOCK_K != 0`` (``EVEN_K``): the real widths (3072, 5120, 13824,
+  15360) are multiples of 64, so the GPU fast path has no masks at all.
+- Row offsets are computed in int64 once per program: M*N reaches 1.0e9 elements at
+  M = 65520 (CFG batch 2 at 480p) and N = 15360 (fused q/k/v), close to int32's 2.1e9.
+- Program ids walk the output in groups of ``GROUP_M`` row tiles (8) so consecutive
+  programs share W column tiles in L2 (Triton tutorial 03).
+- ``_load_base_tile`` is the single step that reads the base weight tile: the FP8 variants
+  (W8A16: fp8 tile upcast in registers; W8A8: fp8 MMA) replace that step, and the
+  epilogue already applies a per-output-channel fp32 scale w_s when ``HAS_W_SCALE``.
+- fp32 inputs use ``input_precision`` "ieee" unless torch allows TF32 for fp32 matmuls
+  (``torch.get_float32_matmul_precision() != "highest"``), matching torch's own matmul.
+- The Triton interpreter computes bf16 ``tl.dot`` on the raw uint16 bit patterns (triton
+  issue 11584; results ~1e10). ``UPCAST_DOT`` (a constexpr set only when interpreting bf16)
+  casts the operands to fp32 before the dot: a bf16 value is exact in fp32 and its
+  products are exact in fp32, so this equals a bf16 MMA with fp32 accumulation up to
+  summation order. On a GPU the flag is off and the compiled kernel is unchanged.
+
+Audit (``python -m benchmarks.kernel_audit``; cubins compiled ahead of time on CPU) is
+recorded in benchmarks/results/kernel_audit-*.json and summarised in the README there.
+
+Inference only: nothing here records autograd history.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .backend import interpreter_enabled
+from .checks import check_lora_linear_args
+from .heuristics import (
+    FUSED_MAX_RANK,
+    STRATEGIES,
+    GemmConfig,
+    ShrinkConfig,
+    choose_strategy,
+    gemm_config,
+    shrink_config,
+)
+
+__all__ = ["lora_linear_triton", "LaunchPlan", "plan_launch", "INTERPRETED"]
+
+
+@triton.jit
+def _mma(a, b, acc, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + a @ b with fp32 accumulation (see the module doc for UPCAST_DOT)."""
+    if UPCAST_DOT:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    else:
+        return tl.dot(a, b, acc, input_precision=PRECISION)
+
+
+@triton.jit
+def _load_k_tile(ptrs, k_mask, EVEN_K: tl.constexpr):
+    """One K step of an activation / LoRA tile; masked only when K is ragged."""
+    if EVEN_K:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=k_mask, other=0.0)
+
+
+@triton.jit
+def _load_base_tile(ptrs, k_mask, EVEN_K: tl.constexpr):
+    """One K step of the base weight tile W^T [BLOCK_K, BLOCK_N], in the MMA dtype.
+
+    The step an FP8 base replaces (load fp8 + upcast for W8A16, or fp8 straight into the
+    MMA for W8A8); its per-channel scale is the epilogue's HAS_W_SCALE step.
+    """
+    if EVEN_K:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=k_mask, other=0.0)
+
+
+@triton.jit
+def _x_row_offsets(offs_m, M, S, stride_xb, stride_xs):
+    """Element offsets of rows ``offs_m`` of x seen as [M/S, S, K]; rows >= M wrap around."""
+    rows = (offs_m % M).to(tl.int64)
+    return (rows // S) * stride_xb + (rows % S) * stride_xs
+
+
+@triton.jit
+def _lora_shrink_kernel(
+    x_ptr, a_ptr, c_ptr, t_ptr,
+    M, K, R, S,
+    stride_xb, stride_xs, stride_xk,
+    stride_ar, stride_ak,
+    stride_c,
+    stride_tm, stride_tr,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+    EVEN_K: tl.constexpr, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid_r = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    offs_k = tl.arange(0, BLOCK_K)
+
+    x_ptrs = x_ptr + _x_row_offsets(offs_m, M, S, stride_xb, stride_xs)[:, None] + offs_k[None, :] * stride_xk
+    # A^T tile [BLOCK_K, BLOCK_R]; ranks past R wrap (their T columns are never stored).
+    a_rows = (offs_r % R).to(tl.int64) * stride_ar
+    a_ptrs = a_ptr + a_rows[None, :] + offs_k[:, None] * stride_ak
+
+    acc = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        k_left = K - k * BLOCK_K
+        xt = _load_k_tile(x_ptrs, offs_k[None, :] < k_left, EVEN_K)
+        at = _load_k_tile(a_ptrs, offs_k[:, None] < k_left, EVEN_K)
+        acc = _mma(xt, at, acc, UPCAST_DOT, PRECISION)
+        x_ptrs += BLOCK_K * stride_xk
+        a_ptrs += BLOCK_K * stride_ak
+
+    c = tl.load(c_ptr + offs_r * stride_c, mask=offs_r < R, other=0.0)
+    t = acc * c[None, :]
+    t_ptrs = t_ptr + offs_m.to(tl.int64)[:, None] * stride_tm + offs_r[None, :] * stride_tr
+    tl.store(t_ptrs, t.to(t_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_r[None, :] < R))
+
+
+@triton.jit
+def _lora_gemm_kernel(
+    x_ptr, w_ptr, bias_ptr, w_scale_ptr, t_ptr, a_ptr, b_ptr, c_ptr, y_ptr,
+    M, N, K, R, S,
+    stride_xb, stride_xs, stride_xk,
+    stride_wn, stride_wk,
+    stride_tm, stride_tr,
+    stride_ar, stride_ak,
+    stride_bn, stride_br,
+    stride_c,
+    stride_ym, stride_yn,
+    LORA: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_W_SCALE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+    GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    # Grouped program order: GROUP_M row tiles share each column tile of W while it is in L2.
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    first_pid_m = (pid // num_pid_in_group) * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    offs_r = tl.arange(0, BLOCK_R)
+
+    x_ptrs = x_ptr + _x_row_offsets(offs_m, M, S, stride_xb, stride_xs)[:, None] + offs_k[None, :] * stride_xk
+    w_ptrs = w_ptr + (offs_n % N).to(tl.int64)[None, :] * stride_wn + offs_k[:, None] * stride_wk
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if LORA == 2:
+        a_ptrs = a_ptr + (offs_r % R).to(tl.int64)[None, :] * stride_ar + offs_k[:, None] * stride_ak
+        acc_t = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
+
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        k_left = K - k * BLOCK_K
+        xt = _load_k_tile(x_ptrs, offs_k[None, :] < k_left, EVEN_K)
+        wt = _load_base_tile(w_ptrs, offs_k[:, None] < k_left, EVEN_K)
+        acc = _mma(xt, wt, acc, UPCAST_DOT, PRECISION)
+        if LORA == 2:
+            at = _load_k_tile(a_ptrs, offs_k[:, None] < k_left, EVEN_K)
+            acc_t = _mma(xt, at, acc_t, UPCAST_DOT, PRECISION)
+            a_ptrs += BLOCK_K * stride_ak
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+
+    # Epilogue, all in fp32: (* w_s) + T B^T + b, then one rounding and one store of y.
+    if HAS_W_SCALE:
+        w_scale = tl.load(w_scale_ptr + offs_n, mask=offs_n < N, other=0.0)
+        acc = acc * w_scale[None, :]
+    b_cols = (offs_n % N).to(tl.int64)[None, :] * stride_bn
+    if LORA == 1:
+        t_rows = (offs_m % M).to(tl.int64)[:, None] * stride_tm
+        for r0 in range(0, R, BLOCK_R):
+            r_ok = (r0 + offs_r) < R
+            t = tl.load(t_ptr + t_rows + (r0 + offs_r)[None, :] * stride_tr, mask=r_ok[None, :], other=0.0)
+            bt = tl.load(b_ptr + b_cols + (r0 + offs_r)[:, None] * stride_br, mask=r_ok[:, None], other=0.0)
+            acc = _mma(t, bt, acc, UPCAST_DOT, PRECISION)
+    if LORA == 2:
+        c = tl.load(c_ptr + offs_r * stride_c, mask=offs_r < R, other=0.0)
+        t = (acc_t * c[None, :]).to(y_ptr.dtype.element_ty)
+        bt = tl.load(b_ptr + b_cols + offs_r[:, None] * stride_br, mask=(offs_r < R)[:, None], other=0.0)
+        acc = _mma(t, bt, acc, UPCAST_DOT, PRECISION)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
+        acc += bias.to(tl.float32)[None, :]
+
+    y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+
+# True when the kernels above were wrapped by the interpreter (TRITON_INTERPRET was set at
+# import): only then can they run on CPU tensors.
+INTERPRETED = not isinstance(_lora_gemm_kernel, triton.runtime.JITFunction)
+
+
+class LaunchPlan:
+    """The strategy and configs one call uses (returned by :func:`plan_launch`)."""
+
+    __slots__ = ("strategy", "gemm", "shrink")
+
+    def __init__(self, strategy: str, gemm: GemmConfig, shrink: ShrinkConfig | None) -> None:
+        self.strategy = strategy
+        self.gemm = gemm
+        self.shrink = shrink
+
+    def __repr__(self) -> str:
+        return f"LaunchPlan({self.strategy!r}, {self.gemm}, {self.shrink})"
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def plan_launch(
+    m: int,
+    n: int,
+    k: int,
+    r: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    strategy: str | None = None,
+    gemm: GemmConfig | None = None,
+    shrink: ShrinkConfig | None = None,
+) -> LaunchPlan:
+    """Pick strategy and configs: explicit arguments, else tuned JSON, else the heuristic."""
+    from .tuned import tuned_plan  # local: reads JSON files only when a plan is needed
+
+    cap = _capability(device)
+    elem = torch.empty((), dtype=dtype).element_size()
+    if strategy is None:
+        tuned = tuned_plan(device, m, n, k, r, dtype) if gemm is None and shrink is None else None
+        if tuned is not None:
+            return LaunchPlan(*tuned)
+        strategy = choose_strategy(m, n, k, r, elem, cap)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if (strategy == "plain") != (r == 0):
+        raise ValueError(f"strategy {strategy!r} does not apply to rank {r} ('plain' is for R = 0 only)")
+    if strategy == "fused" and r > FUSED_MAX_RANK:
+        raise ValueError(f"strategy 'fused' holds the whole rank in one tile: R <= {FUSED_MAX_RANK}, got {r}")
+    gemm = gemm or gemm_config(m, n, k, r, cap, strategy)
+    if strategy == "fused" and gemm.block_r < r:
+        raise ValueError(f"strategy 'fused' needs GemmConfig.block_r >= R = {r}, got {gemm.block_r}")
+    if strategy == "shrink_expand":
+        shrink = shrink or shrink_config(m, k, r, cap)
+    else:
+        shrink = None
+    return LaunchPlan(strategy, gemm, shrink)
+
+
+def _as_batched_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """x [..., K] as a [B, S, K] view (no copy) and S; copies only if no such view exists."""
+    k = x.shape[-1]
+    if x.dim() == 1:
+        return x.view(1, 1, k), 1
+    if x.dim() == 2:
+        return x.unsqueeze(0), x.shape[0]
+    s = x.shape[-2]
+    try:
+        return x.view(-1, s, k), s  # leading dims collapse onto one stride
+    except RuntimeError:
+        # e.g. a 4-D x whose two leading dims cannot merge: one copy, documented cost.
+        x3 = x.reshape(-1, s, k)
+        return x3, s
+
+
+def _precision(dtype: torch.dtype) -> str:
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
+        return "ieee"
+    return "tf32"  # ignored by Triton for fp16/bf16 operands
+
+
+def lora_linear_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    lora_a: torch.Tensor,
+    lora_b: torch.Tensor,
+    lora_scale: torch.Tensor,
+    *,
+    weight_scale: torch.Tensor | None = None,
+    strategy: str | None = None,
+    gemm: GemmConfig | None = None,
+    shrink: ShrinkConfig | None = None,
+) -> torch.Tensor:
+    """y = x W^T (* weight_scale) + b + ((x A^T) * c) B^T with the Triton kernels.
+
+    Arguments as ``vidlora.kernels.lora_linear``; ``weight_scale`` [N] fp32 multiplies each
+    output channel of x W^T (the hook the FP8 base uses). ``strategy`` ("plain",
+    "shrink_expand", "fused") and the configs override the automatic choice (tests,
+    tuning). Never copies A or B; x is copied only if its leading dims cannot be viewed as
+    [B, S] rows.
+    """
+    k, n, r = check_lora_linear_args(x, weight, bias, lora_a, lora_b, lora_scale)
+    if weight_scale is not None and (
+        weight_scale.shape != (n,) or weight_scale.dtype != torch.float32 or weight_scale.device != x.device
+    ):
+        raise ValueError(f"weight_scale must be a float32 [{n}] tensor on {x.device}, got "
+                         f"{weight_scale.dtype} {list(weight_scale.shape)} on {weight_scale.device}")
+    if x.device.type == "cpu" and not INTERPRETED:
+        from vidlora.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            "the Triton kernels were imported without TRITON_INTERPRET=1, so they cannot run "
+            "on CPU tensors; set it before vidlora's kernels are first imported"
+        )
+    x3, s = _as_batched_rows(x)
+    m = x3.shape[0] * x3.shape[1]
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return y.view(*x.shape[:-1], n)
+    plan = plan_launch(m, n, k, r, x.dtype, x.device, strategy, gemm, shrink)
+    upcast = INTERPRETED and x.dtype == torch.bfloat16
+    precision = _precision(x.dtype)
+    g = plan.gemm
+    even_k = k % g.block_k == 0
+    if plan.strategy == "shrink_expand":
+        t = torch.empty((m, r), dtype=x.dtype, device=x.device)
+        sh = plan.shrink
+        grid_s = (triton.cdiv(m, sh.block_m), triton.cdiv(r, sh.block_r))
+        _lora_shrink_kernel[grid_s](
+            x3, lora_a, lora_scale, t,
+            m, k, r, s,
+            x3.stride(0), x3.stride(1), x3.stride(2),
+            lora_a.stride(0), lora_a.stride(1),
+            lora_scale.stride(0),
+            t.stride(0), t.stride(1),
+            BLOCK_M=sh.block_m, BLOCK_K=sh.block_k, BLOCK_R=sh.block_r,
+            EVEN_K=k % sh.block_k == 0, UPCAST_DOT=upcast, PRECISION=precision,
+            num_warps=sh.num_warps, num_stages=sh.num_stages,
+        )  # fmt: skip
+        lora_mode = 1
+    else:
+        t = y  # unused by the kernel (LORA != 1): any valid pointer will do
+        lora_mode = 2 if plan.strategy == "fused" else 0
+    if r == 0:
+        # Empty tensors may carry a null data pointer, which the launcher refuses; the
+        # LORA = 0 kernel never reads these arguments.
+        lora_a, lora_b, lora_scale = y, y, y[0]
+    grid = (triton.cdiv(m, g.block_m) * triton.cdiv(n, g.block_n),)
+    _lora_gemm_kernel[grid](
+        x3, weight, bias if bias is not None else y, weight_scale if weight_scale is not None else lora_scale,
+        t, lora_a, lora_b, lora_scale, y,
+        m, n, k, r, s,
+        x3.stride(0), x3.stride(1), x3.stride(2),
+        weight.stride(0), weight.stride(1),
+        t.stride(0), t.stride(1),
+        lora_a.stride(0), lora_a.stride(1),
+        lora_b.stride(0), lora_b.stride(1),
+        lora_scale.stride(0),
+        y.stride(0), y.stride(1),
+        LORA=lora_mode, HAS_BIAS=bias is not None, HAS_W_SCALE=weight_scale is not None,
+        BLOCK_M=g.block_m, BLOCK_N=g.block_n, BLOCK_K=g.block_k, BLOCK_R=g.block_r,
+        GROUP_M=g.group_m, EVEN_K=even_k, UPCAST_DOT=upcast, PRECISION=precision,
+        num_warps=g.num_warps, num_stages=g.num_stages,
+    )  # fmt: skip
+    return y.view(*x.shape[:-1], n)
