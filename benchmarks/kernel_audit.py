@@ -1,0 +1,194 @@
+"""Kernel audit: are the LoRA kernels on the tensor-core fast path for sm_80, sm_89, sm_90?
+
+    python -m benchmarks.kernel_audit [--json] [--quick] [--save [DIR]] [--jobs N]
+    python -m vidlora.benchmarks.kernel_audit ...        (from an install)
+
+No GPU needed: each kernel variant is compiled ahead of time (kernels/aot.py) at real
+Wan 14B / HunyuanVideo shapes with the tile config the launcher would pick on that
+architecture, and its cubin is read with the cuobjdump that ships with Triton:
+
+- ``mma``: tensor-core MMA instructions in the SASS: HGMMA (warpgroup MMA) on sm_90,
+  HMMA on sm_80/sm_89 (``mma_kind`` says which were found; ``ptx_mma`` lists the PTX
+  MMA instructions, whose operand types show the bf16/fp16 MMA was kept).
+- ``spills``: LDL + STL instructions (local-memory traffic, usually register spills).
+- ``smem``: shared memory per block (bytes), against ``smem_limit`` for the architecture.
+- ``regs``: registers per thread (cuobjdump -res-usage).
+``ok`` is true when the expected MMA kind is present, shared memory fits and nothing spills.
+
+``--quick`` compiles each of the four kernels once per architecture at one representative
+shape (what the test suite runs); the default is every real shape in kernels/aot.py with
+the kernels its launch plan uses, in bf16 and fp16. This is a proxy, not a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+__all__ = ["audit_cases", "audit_one", "sass_stats", "run_audit", "main"]
+
+_MMA_KINDS = ("HGMMA", "HMMA", "QGMMA", "QMMA")
+_EXPECTED_MMA = {80: "HMMA", 89: "HMMA", 90: "HGMMA"}
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def _cuobjdump() -> str:
+    import triton
+
+    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    if not path.is_file():
+        raise FileNotFoundError(f"cuobjdump not found at {path} (it ships with Triton's NVIDIA backend)")
+    return str(path)
+
+
+def sass_stats(cubin: bytes) -> dict[str, Any]:
+    """MMA / LDL / STL instruction counts and registers per thread of one cubin."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "kernel.cubin"
+        path.write_bytes(cubin)
+        tool = _cuobjdump()
+        sass = subprocess.run([tool, "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+        usage = subprocess.run([tool, "-res-usage", str(path)], capture_output=True, text=True, check=True).stdout
+    # Opcodes follow the "/*addr*/" column; modifiers (.F32.BF16...) are not counted apart.
+    ops = Counter(re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9]*)", sass))
+    regs = re.search(r"REG:(\d+)", usage)
+    return {
+        "mma_by_kind": {k: ops[k] for k in _MMA_KINDS if ops[k]},
+        "ldl": ops["LDL"],
+        "stl": ops["STL"],
+        "regs": int(regs.group(1)) if regs else None,
+    }
+
+
+def audit_cases(quick: bool) -> list[tuple[str, int, str, str]]:
+    """(kernel variant, arch, shape name, dtype) to compile."""
+    from vidlora.kernels.aot import ARCHS, REAL_SHAPES
+    from vidlora.kernels.heuristics import choose_strategy
+
+    if quick:
+        # The four kernels once per arch: the 5120 projection (shrink+expand plan) and
+        # the 256-token one (fused plan).
+        picks = [("gemm_plain", "wan14b.proj"), ("shrink", "wan14b.proj"),
+                 ("gemm_expand", "wan14b.proj"), ("gemm_fused", "wan14b.proj.m256")]  # fmt: skip
+        return [(v, arch, s, "bf16") for arch in ARCHS for v, s in picks]
+    cases = []
+    for dtype in _DTYPES:
+        for arch in ARCHS:
+            for s in REAL_SHAPES:
+                strategy = choose_strategy(s.m, s.n, s.k, s.r, 2, (arch // 10, arch % 10))
+                kernels = {"shrink_expand": ["shrink", "gemm_expand"], "fused": ["gemm_fused"]}[strategy]
+                for v in ["gemm_plain", *kernels]:
+                    cases.append((v, arch, s.name, dtype))
+    return cases
+
+
+def audit_one(case: tuple[str, int, str, str]) -> dict[str, Any]:
+    """Compile one case and read its machine code; returns one result row."""
+    import torch
+
+    from vidlora.kernels.aot import KERNEL_VARIANTS, REAL_SHAPES, SHARED_MEMORY_LIMIT, _plan, compile_variant
+
+    variant, arch, shape_name, dtype = case
+    shape = next(s for s in REAL_SHAPES if s.name == shape_name)
+    t0 = time.perf_counter()
+    compiled = compile_variant(variant, arch, shape, getattr(torch, _DTYPES[dtype]))
+    compile_s = time.perf_counter() - t0
+    stats = sass_stats(compiled.asm["cubin"])
+    gemm, shrink = _plan(variant, arch, shape)
+    config = shrink if variant == "shrink" else gemm
+    mma_kind = "+".join(stats["mma_by_kind"]) or "none"
+    smem = int(compiled.metadata.shared)
+    expected = _EXPECTED_MMA[arch]
+    spills = stats["ldl"] + stats["stl"]
+    ptx_mma = sorted(set(re.findall(r"(?:wgmma\.mma_async|mma\.sync)[\w.]*", compiled.asm["ptx"])))
+    return {
+        "kernel": variant,
+        "arch": f"sm_{arch}",
+        "shape": shape.name,
+        "m": shape.m,
+        "n": shape.n,
+        "k": shape.k,
+        "r": 0 if KERNEL_VARIANTS[variant] == "plain" else shape.r,
+        "dtype": dtype,
+        "config": {key: getattr(config, key) for key in config.__dataclass_fields__},
+        "mma": sum(stats["mma_by_kind"].values()),
+        "mma_kind": mma_kind,
+        "spills": spills,
+        "ldl": stats["ldl"],
+        "stl": stats["stl"],
+        "smem": smem,
+        "smem_limit": SHARED_MEMORY_LIMIT[arch],
+        "regs": stats["regs"],
+        "ptx_mma": ptx_mma,
+        "compile_s": round(compile_s, 2),
+        "ok": stats["mma_by_kind"].get(expected, 0) > 0 and smem <= SHARED_MEMORY_LIMIT[arch] and spills == 0,
+    }
+
+
+def run_audit(quick: bool, jobs: int | None = None) -> list[dict[str, Any]]:
+    """Every case, compiled in ``jobs`` worker processes (compilation is single-threaded)."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise SystemExit("kernel_audit: unset TRITON_INTERPRET (interpreted kernels cannot be compiled)")
+    # Triton 3.9 warns once per process that this default changes in 3.10; FMA fusion is
+    # what the kernels are written for, so pin it.
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    cases = audit_cases(quick)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(cases)))
+    if jobs == 1:
+        return [audit_one(c) for c in cases]
+    import multiprocessing
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(audit_one, cases))
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    cols = ["kernel", "arch", "shape", "dtype", "mma_kind", "mma", "spills", "regs", "smem", "smem_limit", "ok"]
+    cells = [[str(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernel_audit", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--quick", action="store_true", help="each kernel once per arch (the CI subset)")
+    parser.add_argument("--save", nargs="?", const="", metavar="DIR",
+                        help="also write the rows to DIR (default benchmarks/results/)")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    args = parser.parse_args(argv)
+    rows = run_audit(args.quick, args.jobs)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(_table(rows))
+        bad = [r for r in rows if not r["ok"]]
+        print(f"\n{len(rows)} kernels compiled, {len(bad)} not ok" + ("" if not bad else ": " + ", ".join(
+            f"{r['kernel']}@{r['arch']}/{r['shape']}/{r['dtype']}" for r in bad)))  # fmt: skip
+    if args.save is not None:
+        from .harness import environment, results_path
+
+        env = {k: v for k, v in environment("cpu").items() if k != "device"}
+        env["device"] = "none (AOT compile on CPU)"
+        mode = "quick" if args.quick else "full"
+        path = results_path(f"kernel_audit-{mode}", "cpu-aot", Path(args.save) if args.save else None, "json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x") as f:
+            json.dump([{"benchmark": "kernel_audit", **env, **r} for r in rows], f, indent=1)
+        print(f"saved {path}", file=sys.stderr)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
