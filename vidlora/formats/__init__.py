@@ -1,1 +1,105 @@
-"""LoRA file readers (placeholder until the formats issue lands)."""
+"""LoRA files -> the canonical :class:`~vidlora.lora_file.LoRAFile`, and validation
+against a model.
+
+    lora = read_lora("motion.safetensors")        # any scheme W1-W7, H1-H6
+    report = match_lora(lora, inventory(model))   # raises LoRAMismatchError naming both sides
+
+Reading goes: safe file read (safetensors only, header checked first; pickles refused)
+-> tensor checks (floats, finite) -> the one reader whose key signature the file holds
+(detect.py) -> name translation, scales, exact splits and dense materializations
+(assemble.py) -> family, variant with evidence, trigger words.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import torch
+
+from ..errors import LoRAFormatError, VidloraError
+from ..families import family_for_width
+from ..lora_file import LoRAFile
+from .detect import pick_reader
+from .key_parts import FLOAT_ROLES, is_text_encoder_key, split_role
+from .metadata import trigger_words
+from .reader_base import ReadResult
+from .safe_read import RawFile, read_safetensors
+from .validate import MatchReport, match_lora
+from .variant import detect_variant
+
+__all__ = ["read_lora", "match_lora", "MatchReport"]
+
+
+def _resolve_source(source: str | os.PathLike) -> str:
+    """A LoRA reference -> a local file path. Local paths only for now; the sources
+    module (Hub, URL, civitai) replaces this one function."""
+    return os.fspath(source)
+
+
+def _check_tensors(raw: RawFile) -> None:
+    for key, t in raw.tensors.items():
+        if is_text_encoder_key(key):
+            continue
+        split = split_role(key)
+        if split is None or split[1] not in FLOAT_ROLES:
+            continue
+        if not t.is_floating_point():
+            raise LoRAFormatError(f"{raw.path}: tensor {key!r} has dtype {t.dtype}; LoRA tensors must be floating point")
+        finite = torch.isfinite(t if t.element_size() > 1 else t.float())
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise LoRAFormatError(f"{raw.path}: tensor {key!r} contains NaN or Inf ({bad} of {t.numel()} values)")
+
+
+def _dominant_dtype(raw: RawFile) -> torch.dtype | None:
+    sizes: Counter = Counter()
+    for t in raw.tensors.values():
+        sizes[t.dtype] += t.numel() * t.element_size()
+    return sizes.most_common(1)[0][0] if sizes else None
+
+
+def _to_lora_file(raw: RawFile, result: ReadResult, words: list[str], dtype) -> LoRAFile:
+    family = family_for_width(result.arch, result.width) if result.width else f"{result.arch} (width unknown)"
+    variant = detect_variant(result, raw.metadata, raw.path, family)
+    experts = None
+    if result.experts:
+        experts = {name: _to_lora_file(raw, part, words, dtype) for name, part in result.experts.items()}
+    return LoRAFile(
+        path=raw.path,
+        scheme=result.scheme,
+        arch=result.arch,
+        family=family,
+        width=result.width,
+        variant=variant,
+        modules=result.modules,
+        deltas=result.deltas,
+        experts=experts,
+        metadata=dict(raw.metadata),
+        trigger_words=list(words),
+        ignored=list(result.ignored),
+        dtype=dtype,
+        size_bytes=raw.size_bytes,
+        sha256=raw.sha256,
+    )
+
+
+def read_lora(source: str | os.PathLike) -> LoRAFile:
+    """Read a LoRA file of any supported scheme into canonical form.
+
+    Raises LoRAFormatError (UnsafeFileError for pickles) with the file name for anything
+    it cannot read exactly; never unpickles."""
+    path = _resolve_source(source)
+    raw = read_safetensors(path)
+    _check_tensors(raw)
+    keys = list(raw.tensors)
+    reader = pick_reader(raw.path, keys)
+    try:
+        result = reader.read(raw, keys)
+    except VidloraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        # Every check we know of raises its own message above; this keeps an unforeseen
+        # malformed tensor from escaping as a torch traceback.
+        raise LoRAFormatError(f"{raw.path}: malformed LoRA tensors ({type(exc).__name__}: {exc})") from None
+    return _to_lora_file(raw, result, trigger_words(raw.metadata), _dominant_dtype(raw))
