@@ -1,0 +1,82 @@
+"""Helpers for the attach tests: random canonical LoRAs for a model, and an independent
+merged-weights reference (a deep copy of the model with W += w * scale * B @ A and
+param += w * delta written into it, with no vidlora code involved)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from vidlora.lora_file import LoRAFile, LowRank
+
+
+def linear_paths(model: nn.Module, blocks_only: bool = True) -> list[str]:
+    out = []
+    for name, m in model.named_modules():
+        if type(m) is nn.Linear and (not blocks_only or "blocks." in name):
+            out.append(name)
+    return out
+
+
+def random_lora(
+    model: nn.Module,
+    seed: int,
+    family: str,
+    rank: int | dict = 4,
+    alpha: float | None = None,
+    paths: list[str] | None = None,
+    deltas: list[str] = (),
+    name: str = "lora",
+    delta_scale: float = 0.05,
+) -> LoRAFile:
+    """A non-identity canonical LoRA over ``paths`` (default: every block Linear) plus
+    full-tensor deltas for the parameter paths in ``deltas``."""
+    gen = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    paths = linear_paths(model) if paths is None else paths
+    modules = {}
+    for i, p in enumerate(paths):
+        lin = model.get_submodule(p)
+        r = rank[p] if isinstance(rank, dict) else (rank + i % 3 if rank > 2 else rank)
+        down = torch.randn(r, lin.in_features, generator=gen) * lin.in_features**-0.5
+        up = torch.randn(lin.out_features, r, generator=gen) * 0.3
+        scale = 1.0 if alpha is None else alpha / r
+        modules[p] = LowRank(down=down, up=up, alpha=alpha, scale=scale)
+    full = {}
+    for d in deltas:
+        full[d] = torch.randn(params[d].shape, generator=gen) * delta_scale
+    return LoRAFile(
+        path=f"/virtual/{name}.safetensors",
+        scheme="test (canonical)",
+        arch="wan" if family.startswith("wan") else "hunyuan-video",
+        family=family,
+        width=int(next(iter(modules.values())).in_features) if modules else 0,
+        modules=modules,
+        deltas=full,
+        dtype=torch.float32,
+    )
+
+
+@torch.no_grad()
+def merged_copy(model: nn.Module, loras: list[tuple[LoRAFile, float]]) -> nn.Module:
+    """Deep copy of ``model`` with every (lora, strength) merged into its weights."""
+    ref = copy.deepcopy(model)
+    params = dict(ref.named_parameters())
+    for lora, w in loras:
+        for path, lr in lora.modules.items():
+            weight = params[f"{path}.weight"]
+            weight += (w * lr.scale * (lr.up.double() @ lr.down.double())).to(weight.dtype)
+        for path, d in lora.deltas.items():
+            params[path] += (w * d.double()).to(params[path].dtype)
+    return ref
+
+
+def run(model: nn.Module, inputs: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs, return_dict=False)[0]
+
+
+def state_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
