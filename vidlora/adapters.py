@@ -132,8 +132,7 @@ class Adapters:
         self._originals: dict[tuple, torch.Tensor] = {}  # target key -> original values
         self._step: tuple[int, int] = (0, 1)
         self._detached = False
-        for pm in patched.values():
-            pm.hooks.append(pm.model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
+        self._step_hooks: list = []
 
     # ------------------------------------------------------------------ views
     @property
@@ -180,6 +179,7 @@ class Adapters:
         placements = self._placements(lora, expert, adapter)
         plan = self._plan(adapter, placements, strict)
         self._install(adapter, plan)
+        self._sync_step_hooks()
         return name
 
     def _check_blocks(self, blocks) -> tuple[int, ...] | None:
@@ -322,6 +322,7 @@ class Adapters:
         a = self._get(name)
         a.weight = check_weight(weight, f"weight of {name!r}")
         self._apply(a)
+        self._sync_step_hooks()
 
     def enable(self, name: str) -> None:
         a = self._get(name)
@@ -356,9 +357,19 @@ class Adapters:
         for key in adapter.deltas:
             self._refresh_target(key)
 
+    def _sync_step_hooks(self) -> None:
+        """Hook the transformers only while some strength is a schedule: without one
+        there is nothing for torch.compile to trace (or guard on) at the top level."""
+        wanted = self._pipe is not None and any(is_schedule(a.weight) for a in self._adapters.values())
+        if wanted and not self._step_hooks:
+            for pm in self._patched.values():
+                self._step_hooks.append(pm.model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
+        elif not wanted and self._step_hooks:
+            for hook in self._step_hooks:
+                hook.remove()
+            self._step_hooks.clear()
+
     def _pre_forward(self, module, args, kwargs):
-        if self._pipe is None or not any(is_schedule(a.weight) for a in self._adapters.values()):
-            return None
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         where = current_step(getattr(self._pipe, "scheduler", None), timestep)
         if where is not None and where != self._step:
@@ -435,6 +446,7 @@ class Adapters:
             self._refresh_target(key)
         a.units.clear()
         a.deltas.clear()
+        self._sync_step_hooks()
 
     def detach(self) -> None:
         """Remove every adapter and put the original modules back (bit for bit)."""

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidlora.kernels import lora_linear
+
 __all__ = ["LoRALinear", "FusedAway", "rank_bucket", "RANK_MULTIPLE"]
 
 # Ranks are padded to a multiple of 16: the smallest K of a bf16/fp16 tensor-core MMA.
@@ -130,8 +132,6 @@ class LoRALinear(nn.Module):
         return self.weight.dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from vidlora.kernels import lora_linear
-
         y = lora_linear(x, self.weight, self.bias, self.lora_a, self.lora_b, self.lora_scale)
         if self.dense_delta is not None:
             y = y + F.linear(x, self.dense_delta)
