@@ -140,14 +140,16 @@ def read_safetensors(path: str) -> RawFile:
                     raise _refuse_pickle(path, "the file is a pickle")
                 raise _fail(path, f"truncated file: {size} bytes, a safetensors file starts with an 8-byte header length")
             (header_len,) = struct.unpack("<Q", head)
-            if _looks_pickled(head):
-                raise _refuse_pickle(path, "the file is a pickle / torch.save archive, not safetensors")
-            if header_len > MAX_HEADER_BYTES:
-                raise _fail(
-                    path, f"not a safetensors file, or a corrupt one: header length {header_len} exceeds the "
-                    f"{MAX_HEADER_BYTES}-byte bound"
-                )
-            if 8 + header_len > size:
+            # Pickle magic is only meaningful when the bytes are no safetensors header:
+            # a valid header length can start with the same two bytes (0x80 0x02 = 640).
+            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+                if _looks_pickled(head):
+                    raise _refuse_pickle(path, "the file is a pickle / torch.save archive, not safetensors")
+                if header_len > MAX_HEADER_BYTES:
+                    raise _fail(
+                        path, f"not a safetensors file, or a corrupt one: header length {header_len} exceeds the "
+                        f"{MAX_HEADER_BYTES}-byte bound"
+                    )
                 raise _fail(path, f"truncated file: header of {header_len} bytes, the file has {size - 8} after the length")
             raw_header = f.read(header_len)
     except OSError as exc:
@@ -155,6 +157,8 @@ def read_safetensors(path: str) -> RawFile:
     try:
         header = json.loads(raw_header.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
+        if _looks_pickled(head):
+            raise _refuse_pickle(path, "the file is a pickle / torch.save archive, not safetensors") from None
         raise _fail(path, "not a safetensors file (its header is not JSON)") from None
     metadata = _check_header(path, header, size - 8 - header_len)
     header_dtypes = {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
