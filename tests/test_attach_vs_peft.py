@@ -1,0 +1,74 @@
+"""Stacked adapters loaded from files through vidlora equal diffusers + PEFT with
+``set_adapters(names, weights)`` on the same files (schemes diffusers reads correctly)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+pytest.importorskip("peft")
+
+import vidlora
+from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+
+from formats_cases import hunyuan_truth_spec, wan_truth_spec
+from lora_writers import random_truth, write_lora
+from merge_reference import run
+
+
+def _peft_copy(model, files: dict[str, str], weights: dict[str, float]):
+    from diffusers.loaders import HunyuanVideoLoraLoaderMixin, WanLoraLoaderMixin
+
+    mixin = WanLoraLoaderMixin if type(model).__name__.startswith("Wan") else HunyuanVideoLoraLoaderMixin
+
+    class _Pipe(mixin):  # the smallest object load_lora_weights accepts
+        transformer_name = "transformer"
+        _lora_loadable_modules = ["transformer"]
+        hf_device_map = None
+        components: dict = {}
+
+        def __init__(self, transformer):
+            self.transformer = transformer
+
+    pipe = _Pipe(copy.deepcopy(model))
+    for name, path in files.items():
+        pipe.load_lora_weights(path, adapter_name=name)
+    pipe.set_adapters(list(weights), list(weights.values()))
+    return pipe.transformer
+
+
+@pytest.mark.parametrize(
+    "kind,schemes",
+    [("wan-i2v", ("W4", "W2", "W3")), ("hunyuan-t2v", ("H5", "H5", "H5"))],
+)
+def test_three_stacked_files_match_diffusers_peft(tmp_path, kind, schemes):
+    model = tiny_transformer(kind, seed=0)
+    inputs = tiny_transformer_inputs(kind)
+    if kind.startswith("wan"):
+        paths = [p for p in wan_truth_spec(model, "W4")[0] if p.startswith("blocks.")]
+    else:
+        paths = [p for p in hunyuan_truth_spec(model, "H5")[0] if "transformer_blocks." in p]
+    files = {}
+    for i, scheme in enumerate(schemes):
+        alpha = None if scheme in ("W4", "H5") else 2.0
+        truth = random_truth(model, seed=10 + i, paths=paths, alpha=alpha, rank=3 + i)
+        files[f"a{i}"] = write_lora(tmp_path / f"a{i}.safetensors", truth, scheme)
+    weights = {"a0": 0.8, "a1": -0.6, "a2": 1.3}
+
+    base = run(model, inputs)
+    theirs = run(_peft_copy(model, files, weights), inputs)
+    fresh = copy.deepcopy(model)  # unpatched, for the second diffusers run
+    h = vidlora.attach(model)
+    for name, path in files.items():
+        assert h.add(path, weight=weights[name]) == name
+    ours = run(model, inputs)
+    assert (ours - base).abs().max() > 0.05  # the adapters change the output
+    torch.testing.assert_close(ours, theirs, atol=3e-5, rtol=1e-4)
+
+    # re-weight both sides the same way
+    new = {"a0": 0.25, "a1": 0.0, "a2": -1.0}
+    for name, w in new.items():
+        h.set_weight(name, w)
+    torch.testing.assert_close(run(model, inputs), run(_peft_copy(fresh, files, new), inputs), atol=3e-5, rtol=1e-4)
