@@ -48,6 +48,8 @@ __all__ = [
     "parse_lora_spec",
     "vidlora_cache_dir",
     "check_safetensors_file",
+    "hf_endpoint",
+    "is_reachable",
     "CIVITAI_API_ENV",
     "CIVITAI_TOKEN_ENV",
 ]
@@ -97,6 +99,26 @@ def vidlora_cache_dir() -> Path:
         return Path(os.environ["VIDLORA_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vidlora"
+
+
+def hf_endpoint() -> str:
+    """The Hugging Face Hub base URL: ``$HF_ENDPOINT`` read now (huggingface_hub reads it
+    once, at import), else https://huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", _HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+def is_reachable(url: str) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within 3 s (True behind a proxy,
+    where a direct connection proves nothing)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    parsed = urllib.parse.urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 def parse_lora_spec(spec: str) -> tuple[str, float | list[float]]:
@@ -263,7 +285,7 @@ def _resolve_hub(ref: str, cache: Path | None) -> ResolvedSource:
 
     parts = ref.split("/")
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or None
-    endpoint = os.environ.get("HF_ENDPOINT", _HF_DEFAULT_ENDPOINT).rstrip("/")
+    endpoint = hf_endpoint()
     hf_cache = str(cache / "huggingface") if cache is not None else None
     where = f"{repo_id} on {endpoint}"
     if filename is not None:
@@ -275,7 +297,7 @@ def _resolve_hub(ref: str, cache: Path | None) -> ResolvedSource:
             raise SourceError(f"Hub source {ref!r} must name a .safetensors file (owner/repo/path/file.safetensors)")
     # huggingface_hub retries a refused connection 5 times with backoff (~25 s per call);
     # one quick probe tells "offline" apart so that the cache answers at once instead.
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _reachable(endpoint)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not is_reachable(endpoint)
     if filename is None:
         filename = _single_hub_safetensors(HfApi(endpoint=endpoint), repo_id, where, hf_cache, offline)
     try:
@@ -328,18 +350,6 @@ def _cached_hub_safetensors(repo_id: str, hf_cache: str | None) -> list[str]:
     snapshots = root / ("models--" + repo_id.replace("/", "--")) / "snapshots"
     found = {p.relative_to(s).as_posix() for s in snapshots.glob("*") for p in s.rglob("*.safetensors")}
     return sorted(found)
-
-
-def _reachable(endpoint: str) -> bool:
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # behind a proxy a direct connection proves nothing; let huggingface_hub try
-    parsed = urllib.parse.urlparse(endpoint)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
 
 
 def _is_connection_error(exc: Exception) -> bool:

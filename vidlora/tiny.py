@@ -6,11 +6,21 @@ cross-attention, FFN, modulation tables, Hunyuan double and single blocks), only
 widths no real model has (Wan 24, Hunyuan 20), so LoRA files for them are told apart from
 real ones, and sizes that are not multiples of 16 so kernels meet ragged shapes.
 
-The embedded tiny *pipelines* (``--model tiny``) are built from these same configs.
+The embedded tiny *pipelines* (``--model tiny``) are built from these same configs: real
+diffusers pipeline classes whose every component (VAE, text encoders, tokenizers built
+without downloading anything, CLIP image encoder) is a small model drawn from a fixed
+seed, saved once with ``save_pretrained`` into the vidlora cache and loaded back through
+``from_pretrained`` like any real model (``tiny_pipeline_dir``). They check the plumbing,
+not the look: their videos are noise-like.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +29,10 @@ __all__ = [
     "TINY_TRANSFORMER_CONFIGS",
     "tiny_transformer",
     "tiny_transformer_inputs",
+    "TINY_PIPELINE_KINDS",
+    "TINY_MARKER_FILE",
+    "build_tiny_pipeline",
+    "tiny_pipeline_dir",
 ]
 
 # Wan: 2 heads x 12 = width 24, FFN 40. text_dim 32 matches the tiny UMT5 (d_model 32);
@@ -129,3 +143,230 @@ def tiny_transformer_inputs(
         pooled_projections=rnd(batch, config["pooled_projection_dim"]),
         guidance=torch.tensor([3500.0] * batch).to(dtype),
     )
+
+
+# ------------------------------------------------------------------------ tiny pipelines
+
+TINY_PIPELINE_KINDS = ("wan-t2v", "wan-i2v", "wan2.2-t2v-a14b", "hunyuan-t2v")
+# Written into every tiny pipeline folder: pipelines.model_info reads it, so a tiny folder
+# given as a path behaves exactly like --model tiny.
+TINY_MARKER_FILE = "vidlora_tiny.json"
+# Bump when any component below changes: folders of older builds are then rebuilt.
+_TINY_BUILD = 1
+
+# Seeds per component, fixed so that every machine builds byte-identical weights.
+_SEEDS = {"transformer": 0, "transformer_2": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4, "image_encoder": 5}
+
+# Byte-level tokenizers: 256 byte symbols + the model's special tokens, no merges. Any
+# text tokenizes (one token per UTF-8 byte) and nothing is downloaded.
+_T5_SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2 = UMT5's pad / eos defaults
+_LLAMA_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                   "<|eot_id|>", "<|pad|>", "<unk>"]
+_CLIP_SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<unk>"]
+_BYTE_SYMBOLS = 256
+# Hunyuan's Llama reads the ~600-byte system template + 256 prompt tokens: 2048 positions
+# leave room for long prompts.
+_LLAMA_POSITIONS = 2048
+_CLIP_TEXT_POSITIONS = 77  # HunyuanVideoPipeline tokenizes CLIP prompts to 77
+_CLIP_IMAGE_SIZE = 32  # tiny CLIP vision tower: 32x32 input, 8x8 patches -> 16 + 1 tokens
+
+
+def build_tiny_pipeline(kind: str):
+    """A tiny diffusers pipeline of the given kind, in memory, fp32 (see TINY_PIPELINE_KINDS).
+
+    wan-t2v: WanPipeline (Wan 2.1 T2V). wan-i2v: WanImageToVideoPipeline (Wan 2.1 I2V,
+    with a CLIP vision encoder and image processor). wan2.2-t2v-a14b: WanPipeline with
+    ``transformer`` (high noise) + ``transformer_2`` (low noise) and boundary_ratio 0.875,
+    as Wan 2.2 A14B. hunyuan-t2v: HunyuanVideoPipeline (Llama + CLIP text encoders).
+    """
+    if kind not in TINY_PIPELINE_KINDS:
+        raise ValueError(f"unknown tiny pipeline {kind!r}; expected one of {', '.join(TINY_PIPELINE_KINDS)}")
+    if kind.startswith("hunyuan"):
+        return _build_hunyuan_t2v()
+    return _build_wan(kind)
+
+
+def tiny_pipeline_dir(kind: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding the saved tiny pipeline ``kind``, built on first use.
+
+    Lives under ``cache_dir`` (default: the vidlora cache, ``$VIDLORA_CACHE``) in a
+    folder named after the build number and the diffusers/transformers versions (their
+    save formats differ). Written to a temporary folder and renamed, so a crash or two
+    processes building at once never leave a half folder.
+    """
+    if kind not in TINY_PIPELINE_KINDS:
+        raise ValueError(f"unknown tiny pipeline {kind!r}; expected one of {', '.join(TINY_PIPELINE_KINDS)}")
+    import diffusers
+    import transformers
+
+    if cache_dir is None:
+        from .sources import vidlora_cache_dir
+
+        cache_dir = vidlora_cache_dir()
+    version = f"build{_TINY_BUILD}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
+    root = Path(cache_dir).expanduser() / "tiny-pipelines" / version
+    final = root / kind
+    if (final / TINY_MARKER_FILE).is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{kind}.", dir=root))
+    try:
+        pipe = build_tiny_pipeline(kind)
+        pipe.save_pretrained(tmp)
+        marker = {"kind": kind, "build": _TINY_BUILD, "seeds": _SEEDS, **_tiny_extras(kind, pipe)}
+        # the marker goes last: a folder without it is never taken for a finished build
+        (tmp / TINY_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / TINY_MARKER_FILE).is_file():  # not another process's finished build
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _tiny_extras(kind: str, pipe) -> dict[str, Any]:
+    if kind.startswith("hunyuan"):
+        return {"prompt_template": _hunyuan_prompt_template(pipe.tokenizer)}
+    return {}
+
+
+def _hunyuan_prompt_template(tokenizer) -> dict[str, Any]:
+    # HunyuanVideoPipeline drops the first `crop_start` Llama outputs: the system prompt
+    # before the user's text. diffusers' 95 counts tokens of the real Llava-Llama-3
+    # tokenizer; the byte tokenizer needs its own count (BOS + one token per byte).
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+
+    template = DEFAULT_PROMPT_TEMPLATE["template"]
+    prefix = template.split("{}", 1)[0]
+    crop_start = len(tokenizer(prefix)["input_ids"])
+    return {"template": template, "crop_start": crop_start}
+
+
+def _seeded(name: str):
+    seed = _SEEDS[name]
+
+    class _Ctx:
+        def __enter__(self):
+            self._fork = torch.random.fork_rng(devices=[])
+            self._fork.__enter__()
+            torch.manual_seed(seed)
+
+        def __exit__(self, *exc):
+            return self._fork.__exit__(*exc)
+
+    return _Ctx()
+
+
+def _byte_tokenizer(specials: list[str], *, template: str, max_length: int, **roles: str):
+    """A fast tokenizer over UTF-8 bytes with ``specials`` first in the vocabulary.
+
+    template: the post-processor's single-sequence form, e.g. "$A </s>".
+    roles: pad_token / eos_token / bos_token / unk_token -> one of ``specials``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(specials)}
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[symbol] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=roles.get("unk_token")))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(specials)
+    used = [(t, vocab[t]) for t in specials if t in template.split()]
+    backend.post_processor = processors.TemplateProcessing(single=template, special_tokens=used)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=max_length, **roles)
+
+
+def _build_wan(kind: str):
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = _byte_tokenizer(_T5_SPECIALS, template="$A </s>", max_length=512,
+                                pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    with _seeded("text_encoder"):
+        # d_model = the transformers' text_dim (32)
+        text_encoder = UMT5EncoderModel(UMT5Config(
+            vocab_size=len(tokenizer), d_model=TINY_TRANSFORMER_CONFIGS["wan-t2v"]["text_dim"], d_kv=16, d_ff=64,
+            num_layers=2, num_heads=2, relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
+        )).eval()
+    with _seeded("vae"):
+        # Wan 2.1's VAE layout (3 spatial downsamples = x8, 2 temporal = x4), 4 channels wide.
+        vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                               temperal_downsample=[False, True, True]).eval()
+    # Wan 2.1's scheduler: UniPC on flow sigmas, shift 3.0 (the 480p setting).
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                        num_train_timesteps=1000, flow_shift=3.0)
+    common = dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler)
+    if kind == "wan-t2v":
+        return WanPipeline(transformer=tiny_transformer("wan-t2v", seed=_SEEDS["transformer"]), **common)
+    if kind == "wan2.2-t2v-a14b":
+        # A14B: the high-noise expert runs t >= 0.875 * 1000, then the low-noise one.
+        return WanPipeline(
+            transformer=tiny_transformer("wan-t2v", seed=_SEEDS["transformer"]),
+            transformer_2=tiny_transformer("wan-t2v", seed=_SEEDS["transformer_2"]),
+            boundary_ratio=0.875, **common,
+        )
+    image_encoder, image_processor = _clip_image_encoder()
+    return WanImageToVideoPipeline(transformer=tiny_transformer("wan-i2v", seed=_SEEDS["transformer"]),
+                                   image_encoder=image_encoder, image_processor=image_processor, **common)
+
+
+def _clip_image_encoder():
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    with _seeded("image_encoder"):
+        # hidden 32 = the I2V transformer's image_dim; Wan reads the penultimate layer.
+        encoder = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=TINY_TRANSFORMER_CONFIGS["wan-i2v"]["image_dim"], intermediate_size=64, projection_dim=32,
+            num_hidden_layers=2, num_attention_heads=2, image_size=_CLIP_IMAGE_SIZE, patch_size=8,
+        )).eval()
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": _CLIP_IMAGE_SIZE}, crop_size={"height": _CLIP_IMAGE_SIZE, "width": _CLIP_IMAGE_SIZE},
+        do_center_crop=True, do_normalize=True, do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    return encoder, processor
+
+
+def _build_hunyuan_t2v():
+    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    config = TINY_TRANSFORMER_CONFIGS["hunyuan-t2v"]
+    tokenizer = _byte_tokenizer(_LLAMA_SPECIALS, template="<|begin_of_text|> $A", max_length=_LLAMA_POSITIONS,
+                                bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", pad_token="<|pad|>",
+                                unk_token="<unk>")
+    tokenizer_2 = _byte_tokenizer(_CLIP_SPECIALS, template="<|startoftext|> $A <|endoftext|>",
+                                  max_length=_CLIP_TEXT_POSITIONS, bos_token="<|startoftext|>",
+                                  eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<unk>")
+    with _seeded("text_encoder"):
+        # 3 layers: the pipeline reads hidden_states[-3] (it skips the last 2 layers).
+        text_encoder = LlamaModel(LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=config["text_embed_dim"], intermediate_size=32,
+            num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
+            max_position_embeddings=_LLAMA_POSITIONS, bos_token_id=0, eos_token_id=1, pad_token_id=5,
+        )).eval()
+    with _seeded("text_encoder_2"):
+        # CLIP's pooled output (hidden 8) is the transformer's pooled_projection_dim.
+        text_encoder_2 = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer_2), hidden_size=config["pooled_projection_dim"], intermediate_size=16,
+            projection_dim=8, num_hidden_layers=2, num_attention_heads=2,
+            max_position_embeddings=_CLIP_TEXT_POSITIONS, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        )).eval()
+    with _seeded("vae"):
+        # HunyuanVideo's VAE layout (x8 spatial, x4 temporal), 8 channels wide.
+        blocks = 4
+        vae = AutoencoderKLHunyuanVideo(
+            latent_channels=config["in_channels"], block_out_channels=(8,) * blocks, layers_per_block=1,
+            norm_num_groups=4, down_block_types=("HunyuanVideoDownBlock3D",) * blocks,
+            up_block_types=("HunyuanVideoUpBlock3D",) * blocks,
+        ).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)  # HunyuanVideo's release setting
+    with _seeded("transformer"):
+        transformer = tiny_transformer("hunyuan-t2v", seed=_SEEDS["transformer"])
+    return HunyuanVideoPipeline(transformer=transformer, vae=vae, scheduler=scheduler, text_encoder=text_encoder,
+                                tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
