@@ -27,7 +27,7 @@ from .alpha_rules import PeftConfig, scale_for
 from .safe_read import RawFile
 from .targets import Target
 
-__all__ = ["Assembled", "group_keys", "assemble", "WIDTH_RULES"]
+__all__ = ["Assembled", "group_keys", "refuse_unsupported", "assemble", "WIDTH_RULES"]
 
 
 @dataclass
@@ -39,17 +39,20 @@ class Assembled:
     width_evidence: str = ""
 
 
+_GLORA = "GLoRA is not supported (its delta depends on the base weight: W A1 A2 + B1 B2)"
+_OFT = "OFT/BOFT (orthogonal fine-tuning) is not supported: it rotates the base weight instead of adding to it"
+_TUCKER = "LoHa with Tucker cores (hada_t1/hada_t2, convolutions) is not supported"
 _REFUSALS = {
     "dora": "DoRA (weight-decomposed LoRA) is not supported: DoRA rescales every output channel of "
     "W + dW by a learned magnitude, so applying only its low-rank part would be wrong; the file is "
     "refused rather than half-applied",
     "mid": "LoCon with a Tucker core (lora_mid) is not supported",
-    "glora": "GLoRA is not supported (its delta depends on the base weight: W A1 A2 + B1 B2)",
-    "oft": "OFT/BOFT (orthogonal fine-tuning) is not supported: it rotates the base weight instead of adding to it",
+    "glora_a1": _GLORA, "glora_a2": _GLORA, "glora_b1": _GLORA, "glora_b2": _GLORA,
+    "oft_blocks": _OFT, "oft_diag": _OFT, "oft_rescale": _OFT,
     "set_weight": "set_weight (replace a weight outright) is not supported: it is not an additive delta",
     "reshape_weight": "reshape_weight (zero-pad the base weight) is not supported",
-    "hada_t1": "LoHa with Tucker cores (hada_t1/hada_t2, convolutions) is not supported",
-    "hada_t2": "LoHa with Tucker cores (hada_t1/hada_t2, convolutions) is not supported",
+    "hada_t1": _TUCKER,
+    "hada_t2": _TUCKER,
     "lokr_t2": "LoKr with a Tucker core (lokr_t2) is not supported",
 }
 _LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
@@ -69,13 +72,12 @@ def group_keys(path: str, parsed: list[tuple[str, str, str]]) -> dict[str, dict[
     return groups
 
 
-def refuse_unsupported(path: str, groups: dict[str, dict[str, str]]) -> None:
-    """Raise, naming the algorithm, if any module uses one vidlora does not apply exactly."""
+def refuse_unsupported(path: str, parsed: list[tuple[str, str, str]]) -> None:
+    """Raise, naming the algorithm, if any key belongs to one vidlora does not apply exactly."""
     found: dict[str, list[str]] = {}
-    for roles in groups.values():
-        for role, key in roles.items():
-            if role in _REFUSALS:
-                found.setdefault(_REFUSALS[role], []).append(key)
+    for key, _, role in parsed:
+        if role in _REFUSALS:
+            found.setdefault(_REFUSALS[role], []).append(key)
     if found:
         reason, keys = next(iter(found.items()))
         more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
@@ -322,7 +324,6 @@ def assemble(
     """Build canonical modules / deltas from grouped keys. A module name ``translate``
     does not know keeps its own name, so that matching it against a model reports it."""
     path, tensors = raw.path, raw.tensors
-    refuse_unsupported(path, groups)
     out = Assembled()
     payloads = []
     for module, roles in groups.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 __all__ = [
     "ROLE_SUFFIXES",
     "FLOAT_ROLES",
-    "REFUSED_ROLES",
     "split_role",
     "strip_prefix",
     "DOTTED_PREFIXES",
@@ -18,7 +17,7 @@ __all__ = [
 ]
 
 # suffix -> role. Roles: down/up (LoRA A/B), up_bias (PEFT lora_B.bias), alpha, mid
-# (LoCon Tucker core), dora, hada_* (LoHa), lokr_* (LoKr), glora, oft, diff / diff_b /
+# (LoCon Tucker core), dora, hada_* (LoHa), lokr_* (LoKr), glora_*, oft_*, diff / diff_b /
 # diff_m / w_norm / b_norm (full-tensor patches), set_weight / reshape_weight.
 ROLE_SUFFIXES: dict[str, str] = {
     ".lora_down.weight": "down",
@@ -58,13 +57,13 @@ ROLE_SUFFIXES: dict[str, str] = {
     ".lokr_w2_a": "lokr_w2_a",
     ".lokr_w2_b": "lokr_w2_b",
     ".lokr_t2": "lokr_t2",
-    ".a1.weight": "glora",
-    ".a2.weight": "glora",
-    ".b1.weight": "glora",
-    ".b2.weight": "glora",
-    ".oft_blocks": "oft",
-    ".oft_diag": "oft",
-    ".rescale": "oft",
+    ".a1.weight": "glora_a1",
+    ".a2.weight": "glora_a2",
+    ".b1.weight": "glora_b1",
+    ".b2.weight": "glora_b2",
+    ".oft_blocks": "oft_blocks",
+    ".oft_diag": "oft_diag",
+    ".rescale": "oft_rescale",
     ".diff": "diff",
     ".diff_b": "diff_b",
     ".diff_m": "diff_m",
@@ -75,8 +74,6 @@ ROLE_SUFFIXES: dict[str, str] = {
 }
 _BY_LENGTH = sorted(ROLE_SUFFIXES, key=len, reverse=True)
 
-# Roles that are refused by name, wherever they appear (see assemble.py for messages).
-REFUSED_ROLES = frozenset({"dora", "mid", "glora", "oft", "set_weight", "reshape_weight", "hada_t1", "hada_t2", "lokr_t2"})
 # Roles whose tensors must be floating point (all but reshape_weight, an int list).
 FLOAT_ROLES = frozenset(set(ROLE_SUFFIXES.values()) - {"reshape_weight"})
 

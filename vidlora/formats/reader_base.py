@@ -9,7 +9,7 @@ import torch
 
 from ..errors import LoRAFormatError
 from ..lora_file import LowRank
-from .assemble import Assembled, assemble, group_keys
+from .assemble import Assembled, assemble, group_keys, refuse_unsupported
 from .alpha_rules import PeftConfig
 from .key_parts import is_text_encoder_key, split_role
 from .safe_read import RawFile
@@ -93,7 +93,8 @@ def build(
     ignored: list[tuple[str, str]] | None = None,
     peft: PeftConfig | None = None,
 ) -> ReadResult:
-    """Group, assemble and wrap into a ReadResult."""
+    """Refuse what cannot be applied exactly, then group, assemble and wrap."""
+    refuse_unsupported(raw.path, parsed)
     groups = group_keys(raw.path, parsed)
     done: Assembled = assemble(raw, groups, translate, arch, peft)
     return ReadResult(

@@ -85,7 +85,7 @@ def _check_header(path: str, header: object, data_len: int) -> dict[str, str]:
         if not isinstance(entry, dict):
             raise _fail(path, f"malformed safetensors header: entry {key!r} is not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in _ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
             raise _fail(path, f"tensor {key!r} has unknown dtype {dtype!r}")
         if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
             raise _fail(path, f"tensor {key!r} has a malformed shape {shape!r}")
