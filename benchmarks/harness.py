@@ -30,6 +30,7 @@ __all__ = [
     "environment",
     "device_name",
     "time_cpu",
+    "time_cpu_interleaved",
     "time_gpu",
     "result_row",
     "results_path",
@@ -157,6 +158,37 @@ def time_cpu(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> dict[s
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return {"ms": statistics.median(times), "ms_min": min(times), "ms_max": max(times), "runs": repeats}
+
+
+def time_cpu_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    repeats: int = 7,
+    warmup: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[str, float]]:
+    """Like :func:`time_cpu` for several functions, run in rotating round-robin order.
+
+    A shared 2-core VM drifts by tens of percent over seconds; timing every method once
+    per round spreads that drift over all of them, so their ratios stay meaningful.
+    ``clock=time.thread_time`` (with ``torch.set_num_threads(1)``) counts only the CPU time
+    of the thread doing the work, not time the VM spent running other processes.
+    """
+    if repeats < 5:
+        raise ValueError(f"time_cpu_interleaved needs at least 5 repeats for a median, got {repeats}")
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            t0 = clock()
+            fns[name]()
+            times[name].append((clock() - t0) * 1e3)
+    return {
+        name: {"ms": statistics.median(t), "ms_min": min(t), "ms_max": max(t), "runs": repeats}
+        for name, t in times.items()
+    }
 
 
 def time_gpu(fn: Callable[[], Any], warmup_ms: int = 25, rep_ms: int = 100) -> dict[str, float]:

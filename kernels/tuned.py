@@ -18,6 +18,7 @@ Keys: exact N and K (the model widths are few), the rank rounded up to a multipl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -28,7 +29,7 @@ import torch
 
 from .heuristics import STRATEGIES, GemmConfig, ShrinkConfig
 
-__all__ = ["CONFIG_DIR", "config_path", "load_tuned", "tuned_plan", "rank_bucket", "m_bucket"]
+__all__ = ["CONFIG_DIR", "config_path", "load_tuned", "lookup", "tuned_plan", "rank_bucket", "m_bucket", "entry_json"]
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -45,6 +46,19 @@ def config_path(device_name: str, directory: Path | None = None) -> Path:
     """configs/<device name, lower case, runs of other characters as '-'>.json."""
     slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
     return (directory or CONFIG_DIR) / f"{slug}.json"
+
+
+def entry_json(
+    dtype: torch.dtype, n: int, k: int, r: int, m: int, strategy: str,
+    gemm: GemmConfig, shrink: ShrinkConfig | None, ms: float,
+) -> dict[str, Any]:
+    """One entry of a config file, in the format :func:`load_tuned` reads."""
+    return {
+        "dtype": str(dtype).removeprefix("torch."), "n": n, "k": k,
+        "r_bucket": rank_bucket(r), "m_bucket": m_bucket(m), "strategy": strategy,
+        "gemm": dataclasses.asdict(gemm), "shrink": dataclasses.asdict(shrink) if shrink else None,
+        "ms": ms,
+    }  # fmt: skip
 
 
 def _entry_key(dtype: str, n: int, k: int, r_bucket: int, m_bucket: int) -> tuple:
@@ -90,14 +104,17 @@ def tuned_plan(
     if device.type != "cuda":
         return None
     index = device.index if device.index is not None else torch.cuda.current_device()
-    entries = load_tuned(_device_config_path(index))
-    if not entries:
-        return None
-    dtype_name = str(dtype).removeprefix("torch.")
-    found = entries.get(_entry_key(dtype_name, n, k, rank_bucket(r), m_bucket(m)))
+    return lookup(load_tuned(_device_config_path(index)), m, n, k, r, dtype)
+
+
+def lookup(
+    entries: dict[tuple, tuple], m: int, n: int, k: int, r: int, dtype: torch.dtype
+) -> tuple[str, GemmConfig, ShrinkConfig | None] | None:
+    """The entry for (dtype, N, K, rank bucket, M bucket) if it applies to rank ``r``."""
+    found = entries.get(_entry_key(str(dtype).removeprefix("torch."), n, k, rank_bucket(r), m_bucket(m)))
     if found is None:
         return None
     strategy, gemm, shrink = found
     if (strategy == "plain") != (r == 0) or (strategy == "fused" and gemm.block_r < r):
-        return None  # measured for another rank inside the bucket shape; heuristic instead
+        return None  # measured for another rank of the same bucket; heuristic instead
     return found
