@@ -52,6 +52,7 @@ from .errors import LoRAMismatchError, VidloraError
 from .families import block_index, describe
 from .layers import LoRALinear
 from .lora_file import LoRAFile
+from .offload import pinned_copies, storage_of
 from .patching import PatchedModel, find_transformers, patch_linear, patch_model, unpatch_model
 from .schedules import WeightSpec, check_weight, current_step, describe_weight, is_schedule, weight_at
 
@@ -295,6 +296,14 @@ class Adapters:
                         unit = patch_linear(pm, path)
                         new_units.append((pm, path))
                     by_unit.setdefault(id(unit), (unit, []))[1].append((path, lr.down, lr.up, lr.scale))
+                if pinned_copies(pm.model):
+                    grow = [u.unit_name for u, pieces in by_unit.values() if u.needs_growth(sum(p[1].shape[0] for p in pieces))]
+                    if grow:
+                        raise VidloraError(
+                            f"{adapter.name} needs larger rank stacks on {len(grow)} units (e.g. {grow[0]}), which "
+                            "group offloading with use_stream=True would silently undo (it restores tensors from "
+                            "copies made at setup); add adapters before enabling offloading"
+                        )
                 for unit, pieces in by_unit.values():
                     unit.add_slot(adapter.name, pieces)
                     touched_units.append(unit)
@@ -422,15 +431,16 @@ class Adapters:
                 if target.dense_unit is not unit:
                     continue
                 if total is None:
-                    total = torch.zeros(unit.out_features, unit.in_features, dtype=torch.float32, device=unit.weight.device)
+                    total = torch.zeros(unit.out_features, unit.in_features, dtype=torch.float32, device=unit.lora_a.device)
                 lo, hi = target.rows or (0, unit.out_features)
                 if w != 0.0:
                     total[lo:hi] += w * delta.to(device=total.device, dtype=torch.float32)
         unit.set_dense_delta(total)
 
     def _live_tensor(self, target: _Target) -> torch.Tensor:
-        param = self._patched[target.model_key].model.get_parameter(target.param_path)
-        t = param.data
+        model = self._patched[target.model_key].model
+        mpath, _, pname = target.param_path.rpartition(".")
+        t = storage_of(model.get_submodule(mpath) if mpath else model, pname)
         if target.rows is not None:
             t = t[target.rows[0] : target.rows[1]]
         return t
@@ -440,8 +450,10 @@ class Adapters:
         """Drop an adapter and free its memory; the model is as if it had never been added."""
         a = self._get(name)
         del self._adapters[name]
-        for _, unit in a.units:
-            unit.remove_slot(name)
+        # under stream group offloading a smaller stack would come back at its old size
+        shrink = {key: not pinned_copies(pm.model) for key, pm in self._patched.items()}
+        for key, unit in a.units:
+            unit.remove_slot(name, shrink=shrink[key])
         for key in a.deltas:
             self._refresh_target(key)
         a.units.clear()

@@ -152,6 +152,10 @@ class LoRALinear(nn.Module):
                 return i
         raise KeyError(path)
 
+    def needs_growth(self, rank: int) -> bool:
+        """Whether adding ``rank`` rows would reallocate the stack."""
+        return self.used_rank + rank > self.stored_rank
+
     def slot(self, name: str) -> Slot | None:
         for s in self.slots:
             if s.name == name:
@@ -190,9 +194,9 @@ class LoRALinear(nn.Module):
         return slot
 
     @torch.no_grad()
-    def remove_slot(self, name: str) -> None:
+    def remove_slot(self, name: str, shrink: bool = True) -> None:
         """Drop an adapter's rows, compacting the ones after it in place; shrink the stack
-        (freeing memory) when what remains fits a smaller multiple of 16."""
+        (freeing memory) when what remains fits a smaller multiple of 16 and ``shrink``."""
         slot = self.slot(name)
         if slot is None:
             return
@@ -212,7 +216,7 @@ class LoRALinear(nn.Module):
         for s in self.slots:
             if s.start > lo:
                 s.start -= slot.rank
-        if rank_bucket(new_used) < self.stored_rank:
+        if shrink and rank_bucket(new_used) < self.stored_rank:
             self._resize(rank_bucket(new_used))
 
     @torch.no_grad()
@@ -246,7 +250,9 @@ class LoRALinear(nn.Module):
         if delta is None:
             self.dense_delta = None
             return
-        delta = delta.to(device=self.weight.device, dtype=self.compute_dtype)
+        # the stack's device, not the weight's: under sequential offload the weight sits on
+        # the meta device between forwards while buffers stay on the execution device
+        delta = delta.to(device=self.lora_a.device, dtype=self.compute_dtype)
         if self.dense_delta is not None and self.dense_delta.shape == delta.shape:
             self.dense_delta.copy_(delta)
         else:

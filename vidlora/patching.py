@@ -20,6 +20,7 @@ from torch import nn
 from .errors import VidloraError
 from .families import Inventory, block_linear_paths, inventory
 from .layers import FusedAway, LoRALinear, Part
+from .offload import refuse_offload_hooks
 
 __all__ = ["PatchedModel", "find_transformers", "patch_model", "unpatch_model", "patch_linear"]
 
@@ -90,6 +91,7 @@ def _check_attachable(pipe, key: str, model: nn.Module) -> None:
             "this pipeline has LoRAs fused into its base weights (pipe.fuse_lora()); call pipe.unfuse_lora() "
             "and pipe.unload_lora_weights() first, so no LoRA is applied twice"
         )
+    refuse_offload_hooks(key, model)
     for name, m in model.named_modules():
         if getattr(m, "fused_projections", False):
             raise VidloraError(
