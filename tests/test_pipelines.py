@@ -28,7 +28,7 @@ from vidlora.pipelines import (
 )
 from vidlora.tiny import TINY_MARKER_FILE, TINY_PIPELINE_KINDS, build_tiny_pipeline, tiny_pipeline_dir
 
-TASK_OF = {"wan-t2v": "t2v", "wan-i2v": "i2v", "wan2.2-t2v-a14b": "t2v", "hunyuan-t2v": "t2v"}
+TASK_OF = {"wan-t2v": "t2v", "wan-i2v": "i2v", "wan2.2-t2v-a14b": "t2v", "hunyuan-t2v": "t2v", "hunyuan-i2v": "i2v"}
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ def saved_folders(tmp_path_factory):
     """Tiny pipelines written by plain diffusers save_pretrained: no vidlora marker."""
     root = tmp_path_factory.mktemp("saved")
     folders = {}
-    for kind in ("wan-i2v", "wan2.2-t2v-a14b", "hunyuan-t2v"):
+    for kind in ("wan-i2v", "wan2.2-t2v-a14b", "hunyuan-t2v", "hunyuan-i2v"):
         build_tiny_pipeline(kind).save_pretrained(root / kind)
         folders[kind] = root / kind
     folders["wan2.2-ti2v-5b"] = _save_wan22_5b_like(root / "wan2.2-ti2v-5b")
@@ -190,6 +190,8 @@ def test_model_info_of_tiny_models(tiny_cache):
         ("hunyuan-t2v", "t2v", dict(arch="hunyuan-video", task="t2v", default_fps=24, frame_step=4,
                                     size_multiple=8, flow_shift_key="shift", default_flow_shift=7.0,
                                     prompt_template=None, width=20)),
+        ("hunyuan-i2v", "i2v", dict(arch="hunyuan-video", task="i2v", pipeline_class="HunyuanVideoImageToVideoPipeline",
+                                    dropped_frames=4, default_guidance=1.0, size_multiple=8)),
     ],
 )
 def test_model_info_of_saved_folders(saved_folders, kind, task, expected):
@@ -324,6 +326,21 @@ def test_flow_shift_and_guidance_2_pass_through(loaded):
     assert pipe.scheduler is scheduler and pipe.scheduler.config.flow_shift == 3.0  # restored after the call
     # guidance_2 drives the low-noise expert only (the last step here: t < 875)
     assert np.abs(base - _run(pipe, info, steps=3, guidance_2=1.0)).mean() > 1e-4
+
+
+def test_hunyuan_i2v_template_and_image(loaded):
+    pipe, info = loaded("hunyuan-i2v")
+    assert info.pipeline_class == "HunyuanVideoImageToVideoPipeline" and info.dropped_frames == 4
+    template = info.prompt_template
+    ids = pipe.tokenizer(template["template"].format("a cat"))["input_ids"]
+    # the one <image> token sits where the Llava image features will start
+    assert ids[template["image_emb_start"]] == pipe.text_encoder.config.image_token_index
+    assert template["image_emb_end"] - template["image_emb_start"] == template["image_emb_len"] == 16
+    # crop_start lands on the first byte of the user's text
+    assert pipe.tokenizer.decode(ids[template["crop_start"] : template["crop_start"] + 5]) == "a cat"
+    a = _run(pipe, info)
+    assert a.shape == (5, 32, 32, 3)
+    assert np.abs(a - _run(pipe, info, image=_image(seed=5))).mean() > 1e-4
 
 
 def test_hunyuan_flow_shift(loaded):

@@ -82,7 +82,9 @@ class ModelInfo:
     is_tiny: the embedded tiny model. prompt_template: the Hunyuan prompt template
     with a crop_start for this model's tokenizer (None: the pipeline's default).
     default_size (w, h), default_frames, default_steps, default_guidance: settings the
-    model is made for.
+    model is made for. dropped_frames: leading frames the pipeline decodes and then
+    drops (HunyuanVideo I2V "latent_concat": 4, the image's own latent frame);
+    ``generate`` asks for that many more so the video has the frames requested.
     """
 
     source: str
@@ -107,6 +109,7 @@ class ModelInfo:
     default_steps: int = 30
     default_guidance: float = 5.0
     transformer_names: tuple[str, ...] = ("transformer",)
+    dropped_frames: int = 0
     configs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -268,7 +271,7 @@ def generate(
 
     _check_generation_args(info, prompt, image, frames, width, height, steps, guidance_2)
     kwargs: dict[str, Any] = dict(
-        prompt=prompt, num_frames=frames, width=width, height=height, num_inference_steps=steps,
+        prompt=prompt, num_frames=frames + info.dropped_frames, width=width, height=height, num_inference_steps=steps,
         guidance_scale=float(guidance), generator=torch.Generator("cpu").manual_seed(int(seed)), output_type="np",
     )
     if negative_prompt:
@@ -297,8 +300,10 @@ def generate(
     finally:
         pipe.scheduler = original_scheduler
     video = np.asarray(output.frames[0], dtype=np.float32)
-    if video.ndim != 4 or video.shape[-1] != 3:
-        raise VidloraError(f"{info.pipeline_class} returned frames of shape {video.shape}; expected [F, H, W, 3]")
+    if video.shape != (frames, height, width, 3):
+        raise VidloraError(
+            f"{info.pipeline_class} returned frames of shape {video.shape}; expected {(frames, height, width, 3)}"
+        )
     return video
 
 
@@ -360,11 +365,14 @@ def _describe_hunyuan(transformer: dict[str, Any], vae: dict[str, Any], common: 
     temporal = int(vae.get("temporal_compression_ratio") or 4)
     patch = int(transformer.get("patch_size", 2))
     tiny = common["is_tiny"]
+    i2v = common["task"] == "i2v"
     return ModelInfo(
         **common, version="1.0", two_experts=False, boundary_ratio=None, default_fps=24,
         frame_step=temporal, size_multiple=spatial * patch, accepts_guidance_2=False,
         default_size=(64, 64) if tiny else (960, 544), default_frames=9 if tiny else 129,
-        default_steps=4 if tiny else 30, default_guidance=6.0,
+        # the I2V release runs without embedded guidance (diffusers' default 1.0)
+        default_steps=4 if tiny else 30, default_guidance=1.0 if i2v else 6.0,
+        dropped_frames=temporal if transformer.get("image_condition_type") == "latent_concat" else 0,
     )
 
 

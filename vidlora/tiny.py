@@ -33,6 +33,7 @@ __all__ = [
     "TINY_MARKER_FILE",
     "build_tiny_pipeline",
     "tiny_pipeline_dir",
+    "tiny_prompt_template",
 ]
 
 # Wan: 2 heads x 12 = width 24, FFN 40. text_dim 32 matches the tiny UMT5 (d_model 32);
@@ -90,12 +91,15 @@ def tiny_transformer(kind: str = "wan-t2v", seed: int = 0, dtype: torch.dtype = 
     """
     if kind not in TINY_TRANSFORMER_CONFIGS:
         raise ValueError(f"unknown tiny transformer {kind!r}; expected one of {sorted(TINY_TRANSFORMER_CONFIGS)}")
-    config = TINY_TRANSFORMER_CONFIGS[kind]
-    gen = torch.Generator().manual_seed(seed)
     if kind.startswith("wan"):
         from diffusers import WanTransformer3DModel as cls
     else:
         from diffusers import HunyuanVideoTransformer3DModel as cls
+    return _randomized(cls, TINY_TRANSFORMER_CONFIGS[kind], seed, dtype)
+
+
+def _randomized(cls, config: dict[str, Any], seed: int, dtype: torch.dtype):
+    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(**config)
@@ -147,7 +151,7 @@ def tiny_transformer_inputs(
 
 # ------------------------------------------------------------------------ tiny pipelines
 
-TINY_PIPELINE_KINDS = ("wan-t2v", "wan-i2v", "wan2.2-t2v-a14b", "hunyuan-t2v")
+TINY_PIPELINE_KINDS = ("wan-t2v", "wan-i2v", "wan2.2-t2v-a14b", "hunyuan-t2v", "hunyuan-i2v")
 # Written into every tiny pipeline folder: pipelines.model_info reads it, so a tiny folder
 # given as a path behaves exactly like --model tiny.
 TINY_MARKER_FILE = "vidlora_tiny.json"
@@ -169,6 +173,10 @@ _BYTE_SYMBOLS = 256
 _LLAMA_POSITIONS = 2048
 _CLIP_TEXT_POSITIONS = 77  # HunyuanVideoPipeline tokenizes CLIP prompts to 77
 _CLIP_IMAGE_SIZE = 32  # tiny CLIP vision tower: 32x32 input, 8x8 patches -> 16 + 1 tokens
+_CLIP_IMAGE_PATCHES = (_CLIP_IMAGE_SIZE // 8) ** 2
+# HunyuanVideo I2V ("latent_concat", as the released I2V model): the transformer reads
+# noise latents + image latents + 1 mask channel = 2 * 4 + 1.
+_HUNYUAN_I2V_TRANSFORMER = dict(TINY_TRANSFORMER_CONFIGS["hunyuan-t2v"], in_channels=9, image_condition_type="latent_concat")
 
 
 def build_tiny_pipeline(kind: str):
@@ -178,11 +186,18 @@ def build_tiny_pipeline(kind: str):
     with a CLIP vision encoder and image processor). wan2.2-t2v-a14b: WanPipeline with
     ``transformer`` (high noise) + ``transformer_2`` (low noise) and boundary_ratio 0.875,
     as Wan 2.2 A14B. hunyuan-t2v: HunyuanVideoPipeline (Llama + CLIP text encoders).
+    hunyuan-i2v: HunyuanVideoImageToVideoPipeline (a Llava text+image encoder over a
+    tiny CLIP vision tower, latent_concat transformer).
+
+    The Hunyuan kinds need their own prompt template (``tiny_prompt_template``): the
+    pipelines' defaults count tokens of the real Llama-3 tokenizer.
     """
     if kind not in TINY_PIPELINE_KINDS:
         raise ValueError(f"unknown tiny pipeline {kind!r}; expected one of {', '.join(TINY_PIPELINE_KINDS)}")
-    if kind.startswith("hunyuan"):
+    if kind == "hunyuan-t2v":
         return _build_hunyuan_t2v()
+    if kind == "hunyuan-i2v":
+        return _build_hunyuan_i2v()
     return _build_wan(kind)
 
 
@@ -229,20 +244,31 @@ def tiny_pipeline_dir(kind: str, cache_dir: str | os.PathLike | None = None) -> 
 
 def _tiny_extras(kind: str, pipe) -> dict[str, Any]:
     if kind.startswith("hunyuan"):
-        return {"prompt_template": _hunyuan_prompt_template(pipe.tokenizer)}
+        return {"prompt_template": tiny_prompt_template(kind, pipe.tokenizer)}
     return {}
 
 
-def _hunyuan_prompt_template(tokenizer) -> dict[str, Any]:
-    # HunyuanVideoPipeline drops the first `crop_start` Llama outputs: the system prompt
-    # before the user's text. diffusers' 95 counts tokens of the real Llava-Llama-3
-    # tokenizer; the byte tokenizer needs its own count (BOS + one token per byte).
-    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+def tiny_prompt_template(kind: str, tokenizer) -> dict[str, Any]:
+    """The Hunyuan prompt template with positions counted for ``tokenizer``.
 
+    HunyuanVideo pipelines drop the first ``crop_start`` Llama outputs (the system
+    prompt before the user's text); diffusers' 95 (T2V) / 103 (I2V) count tokens of the
+    real Llava-Llama-3 tokenizer, and the byte tokenizer needs its own counts (BOS +
+    one token per byte). I2V also needs where the image features sit: the ``<image>``
+    token expands to one position per CLIP patch.
+    """
+    if kind == "hunyuan-t2v":
+        from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+    else:
+        from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import DEFAULT_PROMPT_TEMPLATE
     template = DEFAULT_PROMPT_TEMPLATE["template"]
     prefix = template.split("{}", 1)[0]
-    crop_start = len(tokenizer(prefix)["input_ids"])
-    return {"template": template, "crop_start": crop_start}
+    result: dict[str, Any] = {"template": template, "crop_start": len(tokenizer(prefix)["input_ids"])}
+    if kind == "hunyuan-i2v":
+        start = len(tokenizer(template.split("<image>", 1)[0])["input_ids"])
+        result.update(image_emb_start=start, image_emb_end=start + _CLIP_IMAGE_PATCHES,
+                      image_emb_len=_CLIP_IMAGE_PATCHES)
+    return result
 
 
 def _seeded(name: str):
@@ -316,40 +342,41 @@ def _build_wan(kind: str):
 
 
 def _clip_image_encoder():
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionModel
 
     with _seeded("image_encoder"):
         # hidden 32 = the I2V transformer's image_dim; Wan reads the penultimate layer.
-        encoder = CLIPVisionModel(CLIPVisionConfig(
-            hidden_size=TINY_TRANSFORMER_CONFIGS["wan-i2v"]["image_dim"], intermediate_size=64, projection_dim=32,
-            num_hidden_layers=2, num_attention_heads=2, image_size=_CLIP_IMAGE_SIZE, patch_size=8,
-        )).eval()
-    processor = CLIPImageProcessor(
+        encoder = CLIPVisionModel(_clip_vision_config(TINY_TRANSFORMER_CONFIGS["wan-i2v"]["image_dim"])).eval()
+    return encoder, _clip_image_processor()
+
+
+def _clip_vision_config(hidden_size: int):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(hidden_size=hidden_size, intermediate_size=64, projection_dim=32, num_hidden_layers=2,
+                            num_attention_heads=2, image_size=_CLIP_IMAGE_SIZE, patch_size=8)
+
+
+def _clip_image_processor():
+    from transformers import CLIPImageProcessor
+
+    # CLIP's own normalisation constants; 32 px instead of 224.
+    return CLIPImageProcessor(
         size={"shortest_edge": _CLIP_IMAGE_SIZE}, crop_size={"height": _CLIP_IMAGE_SIZE, "width": _CLIP_IMAGE_SIZE},
         do_center_crop=True, do_normalize=True, do_resize=True,
         image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
     )
-    return encoder, processor
 
 
-def _build_hunyuan_t2v():
-    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+def _hunyuan_shared():
+    """The parts both HunyuanVideo pipelines share: VAE, scheduler, CLIP text encoder."""
+    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     config = TINY_TRANSFORMER_CONFIGS["hunyuan-t2v"]
-    tokenizer = _byte_tokenizer(_LLAMA_SPECIALS, template="<|begin_of_text|> $A", max_length=_LLAMA_POSITIONS,
-                                bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", pad_token="<|pad|>",
-                                unk_token="<unk>")
     tokenizer_2 = _byte_tokenizer(_CLIP_SPECIALS, template="<|startoftext|> $A <|endoftext|>",
                                   max_length=_CLIP_TEXT_POSITIONS, bos_token="<|startoftext|>",
                                   eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<unk>")
-    with _seeded("text_encoder"):
-        # 3 layers: the pipeline reads hidden_states[-3] (it skips the last 2 layers).
-        text_encoder = LlamaModel(LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=config["text_embed_dim"], intermediate_size=32,
-            num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
-            max_position_embeddings=_LLAMA_POSITIONS, bos_token_id=0, eos_token_id=1, pad_token_id=5,
-        )).eval()
     with _seeded("text_encoder_2"):
         # CLIP's pooled output (hidden 8) is the transformer's pooled_projection_dim.
         text_encoder_2 = CLIPTextModel(CLIPTextConfig(
@@ -366,7 +393,54 @@ def _build_hunyuan_t2v():
             up_block_types=("HunyuanVideoUpBlock3D",) * blocks,
         ).eval()
     scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)  # HunyuanVideo's release setting
-    with _seeded("transformer"):
-        transformer = tiny_transformer("hunyuan-t2v", seed=_SEEDS["transformer"])
-    return HunyuanVideoPipeline(transformer=transformer, vae=vae, scheduler=scheduler, text_encoder=text_encoder,
-                                tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
+    return dict(vae=vae, scheduler=scheduler, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
+
+
+def _llama_config(vocab_size: int):
+    from transformers import LlamaConfig
+
+    # width 16 = the transformer's text_embed_dim; 3 layers because the pipelines read
+    # hidden_states[-3] (they skip the last 2 layers).
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=TINY_TRANSFORMER_CONFIGS["hunyuan-t2v"]["text_embed_dim"],
+        intermediate_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
+        max_position_embeddings=_LLAMA_POSITIONS, bos_token_id=0, eos_token_id=1,
+        pad_token_id=_LLAMA_SPECIALS.index("<|pad|>"),
+    )
+
+
+def _llama_tokenizer(extra_specials: list[str]):
+    return _byte_tokenizer(_LLAMA_SPECIALS + extra_specials, template="<|begin_of_text|> $A",
+                           max_length=_LLAMA_POSITIONS, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+                           pad_token="<|pad|>", unk_token="<unk>")
+
+
+def _build_hunyuan_t2v():
+    from diffusers import HunyuanVideoPipeline
+    from transformers import LlamaModel
+
+    tokenizer = _llama_tokenizer([])
+    with _seeded("text_encoder"):
+        text_encoder = LlamaModel(_llama_config(len(tokenizer))).eval()
+    transformer = tiny_transformer("hunyuan-t2v", seed=_SEEDS["transformer"])
+    return HunyuanVideoPipeline(transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
+                                **_hunyuan_shared())
+
+
+def _build_hunyuan_i2v():
+    from diffusers import HunyuanVideoImageToVideoPipeline, HunyuanVideoTransformer3DModel
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    tokenizer = _llama_tokenizer(["<image>"])
+    vision, image_processor = _clip_vision_config(hidden_size=32), _clip_image_processor()
+    llava = LlavaConfig(
+        vision_config=vision.to_dict(), text_config=_llama_config(len(tokenizer)).to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_seq_length=_CLIP_IMAGE_PATCHES,
+        pad_token_id=_LLAMA_SPECIALS.index("<|pad|>"),
+    )
+    with _seeded("text_encoder"):
+        text_encoder = LlavaForConditionalGeneration(llava).eval()
+    transformer = _randomized(HunyuanVideoTransformer3DModel, _HUNYUAN_I2V_TRANSFORMER, _SEEDS["transformer"],
+                              torch.float32)
+    return HunyuanVideoImageToVideoPipeline(transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
+                                            image_processor=image_processor, **_hunyuan_shared())
