@@ -34,7 +34,13 @@ class MatchReport:
     warnings: list[str] = field(default_factory=list)
 
 
+def _natural(text: str) -> list:
+    # blocks.2 before blocks.10 (safetensors stores keys sorted as strings)
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
 def _listing(items: list[str]) -> str:
+    items = sorted(items, key=_natural)
     shown = "; ".join(items[:_SHOWN])
     return shown + (f"; and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
