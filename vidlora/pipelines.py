@@ -30,7 +30,9 @@ __all__ = [
     "round_frames",
     "round_size",
     "load_pipeline",
+    "place_pipeline",
     "apply_offload",
+    "load_image",
     "generate",
 ]
 
@@ -145,7 +147,7 @@ def model_info(model: str | os.PathLike | None, task: str) -> ModelInfo:
                 f"model {text!r} is neither a local diffusers folder nor a Hugging Face Hub id (owner/name); "
                 "use --model tiny for the embedded model or --model DIR for a local folder"
             )
-    info = _describe(source, location, configs)
+    info = _describe(source, location, configs, task)
     if info.task != task:
         wanted = "image-to-video" if task == "i2v" else "text-to-video"
         example = DEFAULT_MODELS[task]
@@ -192,8 +194,10 @@ def load_pipeline(model: str | os.PathLike | None, task: str, device: str = "cpu
         encoders' dtype (default bfloat16 on CUDA, float32 on CPU); the Wan VAE and CLIP
         image encoder stay in float32, as the Wan releases recommend.
     offload: None (everything moved to ``device``) or one of OFFLOAD_MODES (see
-        ``apply_offload``). To patch the model before it is placed, load with
-        device="cpu" and call ``apply_offload``/``.to`` afterwards.
+        ``apply_offload``).
+    vidlora.attach must run before offloading hooks exist, so the order for patched
+    generation is: ``load_pipeline(model, task, "cpu")`` -> ``vidlora.attach(pipe)`` ->
+    ``place_pipeline(pipe, device, offload)``.
     Weights that cannot be loaded (offline, missing files) raise SourceError naming
     what was tried.
     """
@@ -205,11 +209,31 @@ def load_pipeline(model: str | os.PathLike | None, task: str, device: str = "cpu
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     pipe = _from_pretrained(info, info.location, dtype)
-    if offload is not None:
-        apply_offload(pipe, offload, device)
-    else:
-        pipe.to(device)
+    place_pipeline(pipe, device, offload)
     return pipe, info
+
+
+def place_pipeline(pipe, device: str, offload: str | None = None) -> None:
+    """Put ``pipe`` where it runs: all of it on ``device``, or offloaded (OFFLOAD_MODES)."""
+    if offload is None:
+        pipe.to(device)
+    else:
+        apply_offload(pipe, offload, device)
+
+
+def load_image(path: str | os.PathLike):
+    """Open an image file as RGB, with one clear error when it is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise VidloraError(f"image {path} does not exist" if not path.exists() else f"image {path} is not a file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise VidloraError(f"image {path} cannot be read ({_first_line(exc)}); expected a PNG, JPEG or WebP file") from None
 
 
 def apply_offload(pipe, mode: str, device: str = "cuda") -> None:
@@ -310,12 +334,16 @@ def generate(
 # ---------------------------------------------------------------------------- detection
 
 
-def _describe(source: str, location: str, configs: dict[str, Any]) -> ModelInfo:
+def _describe(source: str, location: str, configs: dict[str, Any], wanted_task: str) -> ModelInfo:
     index = configs["model_index"]
     cls = index.get("_class_name")
     if cls not in _PIPELINES:
         supported = ", ".join(sorted(_PIPELINES))
         raise VidloraError(f"{source} is a {cls or 'non-diffusers'} pipeline; vidlora runs {supported}")
+    if cls == "WanPipeline" and index.get("expand_timesteps") and wanted_task == "i2v":
+        # Wan 2.2 TI2V 5B ships as a WanPipeline; diffusers runs its image-to-video mode
+        # by loading the same folder into WanImageToVideoPipeline.
+        cls = "WanImageToVideoPipeline"
     arch, task = _PIPELINES[cls]
     transformer = configs.get("transformer") or configs.get("transformer_2")
     if not transformer:
