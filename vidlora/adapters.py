@@ -500,7 +500,7 @@ class Adapters:
                     "blocks": list(a.blocks) if a.blocks is not None else "all",
                     "models": list(a.experts),
                     "expert": a.expert_reason,
-                    "linears": len(a.units),
+                    "linears": sum(len(u.slot(a.name).parts) for _, u in a.units if u.slot(a.name) is not None),
                     "deltas": len(a.deltas),
                     "bytes": a.nbytes(),
                     "skipped": [f"{n}: {why}" for n, why in a.skipped],
