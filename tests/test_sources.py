@@ -106,7 +106,8 @@ def send_bytes(data, *, truncate_at=None, honor_range=True, etag='"v1"', status=
         if start:
             req.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         req.send_header("Content-Length", str(len(body)))
-        req.send_header("ETag", etag)
+        if etag is not None:
+            req.send_header("ETag", etag)
         for key, value in (headers or {}).items():
             req.send_header(key, value)
         req.end_headers()
@@ -297,6 +298,20 @@ def test_interrupted_download_resumes_within_one_call(server, tmp_path):
     assert resolved.path.read_bytes() == LORA
     ranges = [entry[2].get("Range") for entry in server.requests_to("/flaky.safetensors")]
     assert ranges == [None, "bytes=150-"]
+
+
+def test_part_without_validator_is_restarted_not_resumed(server, tmp_path):
+    calls = {"n": 0}
+
+    def flaky(req):
+        calls["n"] += 1
+        send_bytes(LORA, truncate_at=150 if calls["n"] == 1 else None, etag=None)(req)
+
+    server.routes["/noetag.safetensors"] = flaky
+    resolved = resolve_source(f"{server.url}/noetag.safetensors", cache_dir=tmp_path, progress=False)
+    assert resolved.path.read_bytes() == LORA
+    # no ETag/Last-Modified: nothing proves the file is unchanged, so no Range request
+    assert [entry[2].get("Range") for entry in server.requests_to("/noetag.safetensors")] == [None, None]
 
 
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):

@@ -590,10 +590,11 @@ def _fetch_once(url: str, part: Path, *, progress: bool, what: str, token: str |
     if token:
         headers["Authorization"] = f"Bearer {token}"
     if have and meta.get("validator"):
+        # If-Range: the server sends the rest only if the file is still the one the part
+        # came from, else the whole new file (200). Without an ETag/Last-Modified there is
+        # no such guarantee, so the part is dropped and the transfer restarts.
         headers["Range"] = f"bytes={have}-"
         headers["If-Range"] = meta["validator"]
-    elif have:
-        headers["Range"] = f"bytes={have}-"
     try:
         response = _open(url, headers)
     except urllib.error.HTTPError as exc:
