@@ -103,10 +103,12 @@ def match_lora(lora: LoRAFile, inv: Inventory, strict: bool = True) -> MatchRepo
 
     if bad_shapes:
         raise LoRAMismatchError(
-            f"{lora.name}: {len(bad_shapes)} shapes differ from {describe(inv)}: {_listing(bad_shapes)}"
+            f"{lora.name}: {len(bad_shapes)} shape{' differs' if len(bad_shapes) == 1 else 's differ'} from "
+            f"{describe(inv)}: {_listing(bad_shapes)}"
         )
     if unmatched:
-        msg = f"{lora.name}: {len(unmatched)} LoRA entries map to nothing in {describe(inv)}: {_listing(unmatched)}"
+        what = "LoRA entry maps" if len(unmatched) == 1 else "LoRA entries map"
+        msg = f"{lora.name}: {len(unmatched)} {what} to nothing in {describe(inv)}: {_listing(unmatched)}"
         if strict:
             raise LoRAMismatchError(msg + " (strict=False skips them with a warning)")
         n_used = len(report.linears) + len(report.deltas)
