@@ -123,7 +123,10 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad argument (already printed)
+        return int(e.code or 0)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         if args.command in ("i2v", "t2v"):

@@ -1,0 +1,37 @@
+"""``vidlora inspect FILE [--model ID_OR_DIR] [--json]``: what a LoRA holds and whether it
+fits a model (checked against the model's config on the meta device: no weights load)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+__all__ = ["run_inspect"]
+
+
+def run_inspect(args) -> int:
+    from .formats import read_lora
+    from .inspect import build_report, model_inventory, render_report
+    from .sources import resolve_source
+
+    resolved = resolve_source(args.file, progress=not args.json)
+    lora = read_lora(resolved.path)
+    inv = model_inventory(args.model) if args.model else None
+    report = build_report(lora, inv)
+    report.setdefault("source", resolved.origin)
+    report.setdefault("sha256", resolved.sha256)
+    if resolved.trigger_words:
+        words = list(dict.fromkeys([*report.get("trigger_words", []), *resolved.trigger_words]))
+        report["trigger_words"] = words
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        text = render_report(report)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    compat = report.get("compatibility")
+    if not compat:
+        return 0
+    parts = [compat] if "ok" in compat else list(compat.values())  # one part per Wan 2.2 expert
+    # a LoRA that does not fit the model given is an answer, not a crash: exit 1
+    return 0 if all(p.get("ok") for p in parts) else 1
