@@ -50,6 +50,7 @@ from torch import nn
 
 from .errors import LoRAMismatchError, VidloraError
 from .families import block_index, describe
+from .fp8 import normalize_fp8_mode
 from .layers import LoRALinear
 from .lora_file import LoRAFile
 from .offload import pinned_copies, storage_of
@@ -101,20 +102,31 @@ class _Adapter:
         return total + sum(d.numel() * d.element_size() for _, d in self.deltas.values())
 
 
-def attach(pipe_or_transformer, fp8: bool | str = False, *, fuse: bool = True) -> "Adapters":
+def attach(
+    pipe_or_transformer,
+    fp8: bool | str = False,
+    *,
+    fuse: bool = True,
+    device: torch.device | str | None = None,
+    keep_original: bool = False,
+) -> "Adapters":
     """Patch a Wan / HunyuanVideo pipeline or transformer in place; return the handle.
 
-    ``fp8``: False, or True / "w8a16" / "w8a8" to store the patched block weights in
-    float8_e4m3fn (see the FP8 section of the README). ``fuse``: fuse Wan's sibling
-    projections (q/k/v, k/v, image k/v) into one GEMM each (default True).
+    fp8: False, or True / "w8a16" / "w8a8": store every patched block weight in
+        float8_e4m3fn with per-output-channel scales, layer by layer (never two full
+        copies). FP8 is one way: ``detach()`` gives back the dequantized weights, unless
+        ``keep_original=True`` kept a CPU copy of the originals. Weights that already are
+        FP8 (FP8 checkpoints) are used as stored. The LoRAs stay in the compute dtype.
+    fuse: fuse Wan's sibling projections (q/k/v, k/v, image k/v) into one GEMM each.
+    device: move the transformers there, quantizing each layer on the way (a bf16 model
+        in CPU memory -> an FP8 model on the GPU).
     """
-    if fp8:
-        raise VidloraError("fp8=True is not available yet in this build; attach without fp8")
+    mode = normalize_fp8_mode(fp8)
     pipe, models = find_transformers(pipe_or_transformer)
     patched: dict[str, PatchedModel] = {}
     try:
         for key, model in models.items():
-            patched[key] = patch_model(pipe, key, model, fuse=fuse)
+            patched[key] = patch_model(pipe, key, model, fuse=fuse, fp8=mode, device=device, keep_original=keep_original)
     except BaseException:
         for pm in patched.values():
             unpatch_model(pm)
@@ -277,6 +289,12 @@ class Adapters:
             part = unit.parts[unit.part_index(mpath)]
             rows = None if len(unit.parts) == 1 else (part.start, part.stop)
             if pname == "weight":
+                if unit.fp8_mode is not None:
+                    raise LoRAMismatchError(
+                        f"a dense weight delta on {ppath} (a LoHa/LoKr product or a full 'diff') cannot be "
+                        "applied to an FP8 base without merging into it, which would round it away; "
+                        "attach without fp8 to use this LoRA"
+                    )
                 return _Target(pm.key, ppath, rows, dense_unit=unit)
             return _Target(pm.key, f"{unit.unit_name}.{pname}", rows)
         if ppath not in pm.inv.params:
@@ -482,7 +500,8 @@ class Adapters:
                 "patched_linears": len(pm.part_unit),
                 "fused_units": sum(1 for u in units if len(u.parts) > 1),
                 "base_dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
-                "base_bytes": sum(u.weight.numel() * u.weight.element_size() for u in units),
+                "base_bytes": sum(u.base_nbytes() for u in units),
+                "fp8": sorted({u.fp8_mode for u in units if u.fp8_mode}) or None,
                 "adapter_bytes": sum(
                     (u.lora_a.numel() + u.lora_b.numel()) * u.lora_a.element_size() + u.lora_scale.numel() * 4
                     for u in units

@@ -27,6 +27,10 @@ projections.
 A dense full-rank delta on a unit's weight (a LoHa/LoKr product or a ``diff``) is kept as an
 optional dense side term ``x dW^T`` (one extra GEMM): never folded into the base weight.
 
+FP8 bases (``quantize_`` / ``adopt_fp8``): the weight becomes float8_e4m3fn [N, K] with a
+per-output-channel fp32 ``weight_scale`` [N]; bias, stacks and the computation stay in the
+compute dtype, and forward calls ``vidlora::lora_linear_fp8`` instead.
+
 Not thread-safe: change adapters from one thread while no forward runs.
 """
 
@@ -39,6 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidlora.kernels import lora_linear
+from vidlora.kernels.fp8_ops import lora_linear_fp8_op
+
+from .fp8 import dequantize_weight, quantize_weight
 
 __all__ = ["LoRALinear", "FusedAway", "rank_bucket", "RANK_MULTIPLE"]
 
@@ -111,6 +118,7 @@ class LoRALinear(nn.Module):
         bias: nn.Parameter | None,
         parts: list[Part],
         name: str,
+        compute_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         self.weight = weight
@@ -119,6 +127,12 @@ class LoRALinear(nn.Module):
         self.parts = tuple(parts)
         self.unit_name = name
         self.slots: list[Slot] = []
+        self._compute_dtype = compute_dtype or weight.dtype
+        self.fp8_mode: str | None = None  # None | "w8a16" | "w8a8"
+        self.fp8_origin: str | None = None  # "quantized" (by attach) | "adopted" (loaded as FP8)
+        self._kept_weight: torch.Tensor | None = None  # keep_original=True: the weight before FP8
+        self._bias_storage_dtype = bias.dtype if bias is not None else None
+        self.register_buffer("weight_scale", None)
         dev, dt = weight.device, self.compute_dtype
         self.register_buffer("lora_a", torch.zeros(0, self.in_features, device=dev, dtype=dt), persistent=False)
         self.register_buffer("lora_b", torch.zeros(self.out_features, 0, device=dev, dtype=dt), persistent=False)
@@ -129,10 +143,16 @@ class LoRALinear(nn.Module):
     # ------------------------------------------------------------------ forward
     @property
     def compute_dtype(self) -> torch.dtype:
-        return self.weight.dtype
+        return self._compute_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = lora_linear(x, self.weight, self.bias, self.lora_a, self.lora_b, self.lora_scale)
+        if self.fp8_mode is None:
+            y = lora_linear(x, self.weight, self.bias, self.lora_a, self.lora_b, self.lora_scale)
+        else:
+            y = lora_linear_fp8_op(
+                x, self.weight, self.weight_scale, self.bias, self.lora_a, self.lora_b, self.lora_scale,
+                self.fp8_mode == "w8a8",
+            )
         if self.dense_delta is not None:
             y = y + F.linear(x, self.dense_delta)
         return y
@@ -258,13 +278,87 @@ class LoRALinear(nn.Module):
         else:
             self.dense_delta = delta
 
+    # ------------------------------------------------------------------ FP8 base
+    @torch.no_grad()
+    def quantize_(self, mode: str, device: torch.device | str | None = None, keep_original: bool = False) -> None:
+        """Store the weight in FP8 (per-output-channel scales), on ``device`` if given.
+
+        The high-precision data is released at once (the Parameter object, which the
+        original Linear may share, is emptied; detach refills it), so quantizing layer
+        by layer never holds two full copies.
+        """
+        if self.fp8_mode is not None:
+            self.fp8_mode = mode
+            return
+        old = self.weight
+        if keep_original:
+            self._kept_weight = old.detach().to("cpu", copy=True)
+        w8, scale = quantize_weight(old.data, device=device)
+        old.data = torch.empty(0, dtype=old.dtype, device=old.device)
+        self.weight = nn.Parameter(w8, requires_grad=False)
+        self.weight_scale = scale
+        self.fp8_mode, self.fp8_origin = mode, "quantized"
+        if device is not None:
+            self._move_rest(torch.device(device))
+
+    @torch.no_grad()
+    def adopt_fp8(self, mode: str, scale: torch.Tensor | None) -> None:
+        """Use a weight that is already float8_e4m3fn (an FP8 checkpoint) as is: no round
+        trip through bf16. ``scale``: its per-channel (or per-tensor) scale, 1 if None."""
+        n = self.out_features
+        if scale is None:
+            scale = torch.ones(n, dtype=torch.float32, device=self.weight.device)
+        scale = scale.to(device=self.weight.device, dtype=torch.float32).reshape(-1)
+        if scale.numel() == 1:
+            scale = scale.expand(n).clone()
+        if scale.numel() != n:
+            raise ValueError(f"{self.unit_name}: weight scale has {scale.numel()} entries, expected 1 or {n}")
+        self.weight.requires_grad_(False)
+        self.weight_scale = scale
+        if self.bias is not None and self.bias.dtype != self.compute_dtype:
+            # FP8-stored bias (layerwise casting stores every parameter): a compute-dtype
+            # copy for the epilogue; the stored one stays with the original module
+            self.bias = nn.Parameter(self.bias.data.to(self.compute_dtype), requires_grad=False)
+        self.fp8_mode, self.fp8_origin = mode, "adopted"
+
+    def _move_rest(self, device: torch.device) -> None:
+        if self.bias is not None:
+            self.bias.data = self.bias.data.to(device)
+        for name in ("lora_a", "lora_b", "lora_scale"):
+            buf = getattr(self, name)
+            buf.data = buf.data.to(device)
+        if self.dense_delta is not None:
+            self.dense_delta = self.dense_delta.to(device)
+
+    def base_weight(self) -> torch.Tensor:
+        """The weight to give back at detach: the original (kept, or never quantized),
+        the stored FP8 data of an adopted checkpoint, or the dequantized FP8 weight."""
+        if self.fp8_origin != "quantized":
+            return self.weight.data
+        if self._kept_weight is not None:
+            return self._kept_weight.to(self.weight.device)
+        return dequantize_weight(self.weight.data, self.weight_scale, self.compute_dtype)
+
+    def base_bias(self) -> torch.Tensor | None:
+        """The bias in the dtype the original module stored it in."""
+        if self.bias is None:
+            return None
+        return self.bias.data.to(self._bias_storage_dtype)
+
+    def base_nbytes(self) -> int:
+        """Bytes of the base weight as stored (FP8: 1 per element + the scales)."""
+        n = self.weight.numel() * self.weight.element_size()
+        if self.weight_scale is not None:
+            n += self.weight_scale.numel() * 4
+        return n
+
     # ------------------------------------------------------------------ display
     def extra_repr(self) -> str:
         parts = ", ".join(p.path.rsplit(".", 1)[-1] if not p.path.endswith("to_out.0") else "to_out.0" for p in self.parts)
         adapters = ", ".join(f"{s.name}(r{s.rank})" for s in self.slots) or "none"
         text = (
             f"in={self.in_features}, out={self.out_features}, parts=[{parts}], "
-            f"base={str(self.weight.dtype).replace('torch.', '')}, "
+            f"base={str(self.weight.dtype).replace('torch.', '')}{'/' + self.fp8_mode if self.fp8_mode else ''}, "
             f"rank={self.used_rank}/{self.stored_rank}, adapters=[{adapters}]"
         )
         if self.dense_delta is not None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from .errors import VidloraError
 from .families import Inventory, block_linear_paths, inventory
+from .fp8 import FP8_DTYPE
 from .layers import FusedAway, LoRALinear, Part
 from .offload import refuse_offload_hooks
 
@@ -100,6 +101,16 @@ def _check_attachable(pipe, key: str, model: nn.Module) -> None:
             )
 
 
+def _compute_dtype(lin: nn.Module) -> torch.dtype:
+    """The dtype a Linear computes in: its weight's, unless the weight is FP8 storage
+    (diffusers layerwise casting names its compute dtype; else bfloat16)."""
+    if lin.weight.dtype != FP8_DTYPE:
+        return lin.weight.dtype
+    registry = getattr(lin, "_diffusers_hook", None)
+    hook = registry.get_hook("layerwise_casting") if registry is not None else None
+    return getattr(hook, "compute_dtype", None) or torch.bfloat16
+
+
 def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
     parent_path, _, attr = path.rpartition(".")
     parent = root.get_submodule(parent_path) if parent_path else root
@@ -150,7 +161,10 @@ def _fuse(pm: PatchedModel, attn_path: str, fused_attr: str, paths: list[str]) -
         parts.append(Part(p, start, start + lin.out_features))
         start += lin.out_features
     unit_path = f"{attn_path}.{fused_attr}"
-    unit = LoRALinear(weight, bias, parts, unit_path)
+    unit = LoRALinear(weight, bias, parts, unit_path, compute_dtype=_compute_dtype(lins[0]))
+    scales = [getattr(lin, "weight_scale", None) for lin in lins]
+    if weight.dtype == FP8_DTYPE:
+        unit._loaded_scale = _cat_scales(scales, lins)
     # Release the separate tensors: the weight now lives once, in the unit.
     for p, lin, part in zip(paths, lins, parts):
         for param in lin.parameters(recurse=False):
@@ -164,6 +178,17 @@ def _fuse(pm: PatchedModel, attn_path: str, fused_attr: str, paths: list[str]) -
     pm.units[unit_path] = unit
 
 
+def _cat_scales(scales, lins) -> torch.Tensor | None:
+    """Per-channel scales of FP8 sibling weights, concatenated (1 where a part has none)."""
+    if all(s is None for s in scales):
+        return None
+    out = []
+    for s, lin in zip(scales, lins):
+        s = torch.ones(1) if s is None else s.detach().float().reshape(-1)
+        out.append(s.expand(lin.out_features) if s.numel() == 1 else s)
+    return torch.cat([o.to(out[0].device) for o in out])
+
+
 def patch_linear(pm: PatchedModel, path: str) -> LoRALinear:
     """Wrap one ``nn.Linear`` (no copy: the unit holds the same Parameter objects)."""
     unit = pm.part_unit.get(path)
@@ -172,7 +197,9 @@ def patch_linear(pm: PatchedModel, path: str) -> LoRALinear:
     lin = pm.model.get_submodule(path)
     if not isinstance(lin, nn.Linear):
         raise VidloraError(f"{pm.key}.{path} is a {type(lin).__name__}, not a Linear: vidlora cannot put a LoRA on it")
-    unit = LoRALinear(lin.weight, lin.bias, [Part(path, 0, lin.out_features)], path)
+    unit = LoRALinear(lin.weight, lin.bias, [Part(path, 0, lin.out_features)], path, compute_dtype=_compute_dtype(lin))
+    if lin.weight.dtype == FP8_DTYPE:
+        unit._loaded_scale = getattr(lin, "weight_scale", None)
     _set_module(pm.model, path, unit)
     pm.originals[path] = lin
     pm.part_unit[path] = unit
@@ -180,8 +207,17 @@ def patch_linear(pm: PatchedModel, path: str) -> LoRALinear:
     return unit
 
 
-def patch_model(pipe, key: str, model: nn.Module, fuse: bool = True) -> PatchedModel:
-    """Patch every DiT-block Linear of ``model`` (fusing Wan's siblings when ``fuse``)."""
+def patch_model(
+    pipe, key: str, model: nn.Module, fuse: bool = True, fp8: str | None = None,
+    device: torch.device | str | None = None, keep_original: bool = False,
+) -> PatchedModel:
+    """Patch every DiT-block Linear of ``model`` (fusing Wan's siblings when ``fuse``).
+
+    fp8: None, "w8a16" or "w8a8": quantize every patched weight, one unit at a time (and
+    onto ``device`` when given, so a bf16 model in CPU memory becomes an FP8 one on the
+    GPU without a full bf16 copy there). Weights that already are float8_e4m3fn (FP8
+    checkpoints) are used as stored, whatever ``fp8`` says.
+    """
     _check_attachable(pipe, key, model)
     pm = PatchedModel(key=key, model=model, inv=inventory(model))
     targets = block_linear_paths(pm.inv)
@@ -192,6 +228,13 @@ def patch_model(pipe, key: str, model: nn.Module, fuse: bool = True) -> PatchedM
         for path in targets:
             if path not in pm.part_unit:
                 patch_linear(pm, path)
+        for unit in pm.units.values():
+            if unit.weight.dtype == FP8_DTYPE:
+                unit.adopt_fp8(fp8 or "w8a16", getattr(unit, "_loaded_scale", None))
+            elif fp8:
+                unit.quantize_(fp8, device=device, keep_original=keep_original)
+        if device is not None:
+            model.to(device)
     except BaseException:
         unpatch_model(pm)
         raise
@@ -205,15 +248,19 @@ def unpatch_model(pm: PatchedModel) -> None:
     model = pm.model
     for unit_path, unit in list(pm.units.items()):
         if len(unit.parts) == 1 and unit.parts[0].path == unit_path:
-            _set_module(model, unit_path, pm.originals[unit_path])
+            lin = pm.originals[unit_path]
+            if unit.fp8_origin == "quantized":  # FP8 is one way: dequantized, or the kept original
+                lin.weight.data = unit.base_weight()
+            _set_module(model, unit_path, lin)
         else:
             attn_path = unit_path.rsplit(".", 1)[0]
             attn = model.get_submodule(attn_path)
+            weight, bias = unit.base_weight(), unit.base_bias()
             for part in unit.parts:
                 lin = pm.originals[part.path]
-                lin.weight.data = unit.weight.data[part.start : part.stop]
+                lin.weight.data = weight[part.start : part.stop]
                 if lin.bias is not None:
-                    lin.bias.data = unit.bias.data[part.start : part.stop]
+                    lin.bias.data = bias[part.start : part.stop]
                 setattr(attn, part.path.rsplit(".", 1)[1], lin)
             delattr(attn, unit_path.rsplit(".", 1)[1])
         del pm.units[unit_path]
