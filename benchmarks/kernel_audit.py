@@ -16,7 +16,7 @@ architecture, and its cubin is read with the cuobjdump that ships with Triton:
 ``ok`` is true when the expected MMA kind is present, shared memory fits and nothing spills.
 
 ``--quick`` compiles each of the four kernels once per architecture at one representative
-shape (what the test suite runs); the default is every real shape in kernels/aot.py with
+shape, plus the rank-128 shrink (what the test suite runs); the default is every real shape in kernels/aot.py with
 the kernels its launch plan uses, in bf16 and fp16. This is a proxy, not a timing.
 """
 
@@ -76,9 +76,9 @@ def audit_cases(quick: bool) -> list[tuple[str, int, str, str]]:
     from vidlora.kernels.heuristics import choose_strategy
 
     if quick:
-        # The four kernels once per arch: the 5120 projection (shrink+expand plan) and
-        # the 256-token one (fused plan).
-        picks = [("gemm_plain", "wan14b.proj"), ("shrink", "wan14b.proj"),
+        # The four kernels once per arch: the 5120 projection (shrink+expand plan), the
+        # 256-token one (fused plan), and the rank-128 shrink (largest staging tiles).
+        picks = [("gemm_plain", "wan14b.proj"), ("shrink", "wan14b.proj"), ("shrink", "wan14b.qkv.r128"),
                  ("gemm_expand", "wan14b.proj"), ("gemm_fused", "wan14b.proj.m256")]  # fmt: skip
         return [(v, arch, s, "bf16") for arch in ARCHS for v, s in picks]
     cases = []
@@ -89,6 +89,10 @@ def audit_cases(quick: bool) -> list[tuple[str, int, str, str]]:
                 kernels = {"shrink_expand": ["shrink", "gemm_expand"], "fused": ["gemm_fused"]}[strategy]
                 for v in ["gemm_plain", *kernels]:
                     cases.append((v, arch, s.name, dtype))
+            if (("gemm_fused", arch, "wan14b.proj.m256", dtype)) not in cases:
+                # Small-M calls may pick it on every arch (at fewer rows than 256 on
+                # sm_80/sm_89): audit it everywhere.
+                cases.append(("gemm_fused", arch, "wan14b.proj.m256", dtype))
     return cases
 
 

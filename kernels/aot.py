@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .heuristics import GemmConfig, ShrinkConfig, gemm_config, shrink_config
+from .heuristics import GemmConfig, ShrinkConfig, gemm_config, shared_memory_limit, shrink_config
 
 __all__ = ["KERNEL_VARIANTS", "ARCHS", "SHARED_MEMORY_LIMIT", "AuditShape", "REAL_SHAPES", "compile_variant"]
 
@@ -31,7 +31,7 @@ KERNEL_VARIANTS = {
 }
 ARCHS = (80, 89, 90)
 # Per-block opt-in shared memory (bytes): A100 163 KB, Ada 99 KB, H100 227 KB.
-SHARED_MEMORY_LIMIT = {80: 163 * 1024, 89: 99 * 1024, 90: 227 * 1024}
+SHARED_MEMORY_LIMIT = {arch: shared_memory_limit((arch // 10, arch % 10)) for arch in ARCHS}
 
 _TRITON_DTYPE = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 

@@ -30,13 +30,17 @@ The fused kernel keeps the whole rank in one tile, so it is only offered for R <
 
 Tiles (``GemmConfig``): 128 x 256 x 64 with 8 warps and 3 stages on sm_80/sm_90
 (Triton's own best A100/H100 bf16 matmul config: 144 KB of operand staging, under the
-163 KB / 227 KB per-block limits); sm_89 has 99 KB, so 128 x 128 x 32 with 4 stages
-(64 KB); the fused kernel on sm_80 uses 128 x 128 (see gemm_config). Small M (<= 64 rows) uses 64-row tiles with 4 warps (one warpgroup: wgmma's
-minimum M is 64). ``BLOCK_R`` = the rank padded to a power of two >= 16, capped at 32 for
-the epilogue expand (larger ranks loop over 32-wide chunks: the note in
-notes/triton-without-gpu.md saw LDL/STL spills grow to ~140 at a 64-wide expand).
-The shrink kernel streams x once: 64 rows x 128 K per step (16 KB of x per stage), 4 warps,
-4 stages; at M = 32760 that is 512 programs for 132 SMs.
+163 KB / 227 KB per-block limits; audit: 0 spills, HGMMA m64n256k16 on sm_90). GPUs with
+99 KB (sm_86, sm_89, sm_120) get 128 x 128 x 32 with 4 stages (64 KB). The fused kernel on
+sm_80 uses 128 x 128 x 64: at 128 x 256 the audit counted 1653 STL + 1892 LDL (mma.sync
+keeps both accumulators in registers). Small M (<= 64 rows) uses 64-row tiles with 4 warps
+(one warpgroup: wgmma's minimum M is 64). ``BLOCK_R`` = the rank padded to a power of two
+>= 16, capped at 32 for the epilogue expand (larger ranks loop over 32-wide chunks: the note
+in notes/triton-without-gpu.md saw LDL/STL grow to ~140 at a 64-wide expand).
+The shrink kernel streams x once: 64 rows x 128 K per step (16 KB of x per stage; 64 when
+the rank-128 staging would not fit, see shrink_config), 4 warps, 4 stages; at M = 32760
+that is 512 programs for 132 SMs. Tuned configs are not attempted by hand: kernels/tune.py
+measures them on a GPU and stores them as data.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ __all__ = [
     "ShrinkConfig",
     "HardwareModel",
     "hardware_model",
+    "shared_memory_limit",
     "pad_rank",
     "gemm_config",
     "shrink_config",
@@ -142,6 +147,28 @@ def pad_rank(r: int, cap: int | None = None) -> int:
     return min(p, cap) if cap is not None else p
 
 
+# Opt-in shared memory per block (bytes) by compute capability: A100 / Jetson Orin 163 KB;
+# consumer Ampere (sm_86), Ada (sm_89) and consumer Blackwell (sm_120) 99 KB; H100 and
+# B200 227 KB. Unlisted: 99 KB, the smallest of these.
+_SHARED_MEMORY = {
+    (8, 0): 163 * 1024, (8, 6): 99 * 1024, (8, 7): 163 * 1024, (8, 9): 99 * 1024,
+    (9, 0): 227 * 1024, (10, 0): 227 * 1024, (12, 0): 99 * 1024,
+}  # fmt: skip
+
+
+def shared_memory_limit(capability: tuple[int, int] | None) -> int:
+    """Bytes of shared memory one block may use (None: the interpreter; sm_80's)."""
+    if capability is None:
+        return _SHARED_MEMORY[(8, 0)]
+    return _SHARED_MEMORY.get(capability, 99 * 1024)
+
+
+def _staging_bytes(rows: int, cols: int, block_k: int, stages: int) -> int:
+    # 16-bit operand tiles [rows, BK] + [BK, cols], one buffer per stage (an upper bound:
+    # the audit saw stages - 1 buffers on sm_80/sm_89 and `stages` on sm_90).
+    return (rows + cols) * block_k * 2 * stages
+
+
 def gemm_config(
     m: int, n: int, k: int, r: int, capability: tuple[int, int] | None, strategy: str
 ) -> GemmConfig:
@@ -149,7 +176,8 @@ def gemm_config(
     block_r = pad_rank(r) if strategy == "fused" else pad_rank(r, _EXPAND_MAX_BLOCK_R)
     if m <= 64:
         return GemmConfig(64, 128, 64, block_r, 8, 4, 4)
-    if capability == (8, 9):
+    if _staging_bytes(128, 256, 64, 3) > shared_memory_limit(capability):
+        # 99 KB parts (sm_86, sm_89, sm_120): 128 x 128 x 32 x 4 stages = 64 KB.
         return GemmConfig(128, 128, 32, block_r, 8, 8, 4)
     if strategy == "fused" and (capability is None or capability < (9, 0)):
         # sm_80 keeps mma.sync accumulators in registers: 128x256 fp32 (128 per thread)
@@ -160,8 +188,16 @@ def gemm_config(
 
 
 def shrink_config(m: int, k: int, r: int, capability: tuple[int, int] | None) -> ShrinkConfig:
-    """Heuristic shrink tiles: the whole padded rank (up to 128) in one program column."""
-    return ShrinkConfig(64, 128, pad_rank(r, 128), 4, 4)
+    """Heuristic shrink tiles: the whole padded rank (up to 128) in one program column.
+
+    64 rows, 4 stages, the widest K step (128, 64, 32) whose staging fits the shared
+    memory: at R = 128 on a 99 KB part, 128-wide steps would need 196 KB (the audit
+    caught 147 KB on sm_89), so 64.
+    """
+    block_r = pad_rank(r, 128)
+    limit = shared_memory_limit(capability)
+    block_k = next((bk for bk in (128, 64) if _staging_bytes(64, block_r, bk, 4) <= limit), 32)
+    return ShrinkConfig(64, block_k, block_r, 4, 4)
 
 
 def strategy_costs(

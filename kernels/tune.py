@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .heuristics import FUSED_MAX_RANK, GemmConfig, ShrinkConfig, gemm_config, pad_rank, shrink_config
+from .heuristics import FUSED_MAX_RANK, GemmConfig, ShrinkConfig, gemm_config, pad_rank, shared_memory_limit
 from .tuned import CONFIG_DIR, config_path, entry_json, load_tuned
 
 __all__ = ["MODEL_SHAPES", "gemm_candidates", "shrink_candidates", "tune_case", "main"]
@@ -119,7 +119,6 @@ def _gpu_timer(m: int, n: int, k: int, r: int, dtype: torch.dtype):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vidlora.kernels.aot import SHARED_MEMORY_LIMIT
     from vidlora.kernels.reference import lora_linear_reference
 
     parser = argparse.ArgumentParser(prog="python -m vidlora.kernels.tune", description=__doc__.split("\n")[0])
@@ -134,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dtype = getattr(torch, args.dtype)
     cap = torch.cuda.get_device_capability()
-    arch = cap[0] * 10 + cap[1]
-    smem_limit = SHARED_MEMORY_LIMIT.get(arch, SHARED_MEMORY_LIMIT[80])
+    smem_limit = shared_memory_limit(cap)
     name = torch.cuda.get_device_name()
     path = config_path(name, Path(args.out) if args.out else CONFIG_DIR)
     entries = {}

@@ -2,7 +2,8 @@
 
 Runs ``python -m vidlora.benchmarks.kernel_audit --quick --json`` in a subprocess without
 TRITON_INTERPRET (the interpreter and AOT compilation cannot share a process): each of the
-four kernels compiled once per architecture at a real Wan 14B shape (~25 s on 2 cores).
+four kernels compiled once per architecture at a real Wan 14B shape, plus the rank-128
+shrink (~30 s on 2 cores).
 The full real-shape list is the CLI's default mode (results in benchmarks/results/).
 """
 
@@ -35,6 +36,7 @@ def audit_rows():
 def test_every_variant_compiled_for_every_arch(audit_rows):
     got = {(r["kernel"], r["arch"]) for r in audit_rows}
     assert got == {(v, f"sm_{a}") for v in KERNEL_VARIANTS for a in ARCHS}
+    assert {r["r"] for r in audit_rows if r["kernel"] == "shrink"} == {32, 128}
     for r in audit_rows:
         assert {"kernel", "arch", "mma", "spills", "smem"} <= r.keys()
 

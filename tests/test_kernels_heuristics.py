@@ -16,6 +16,8 @@ from vidlora.kernels.heuristics import (
     gemm_config,
     hardware_model,
     pad_rank,
+    shared_memory_limit,
+    shrink_config,
     strategy_costs,
 )
 from vidlora.kernels.lora_gemm import plan_launch
@@ -65,6 +67,17 @@ def test_pad_rank_and_configs():
     assert gemm_config(200, 5120, 5120, 32, (8, 0), "fused").block_n == 128
     with pytest.raises(ValueError, match="block_k must be a power of two"):
         GemmConfig(64, 64, 48, 16, 8, 4, 3)
+
+
+@pytest.mark.parametrize("capability", [(8, 0), (8, 6), (8, 9), (9, 0), (12, 0), None])
+def test_heuristic_tiles_fit_the_shared_memory_of_each_arch(capability):
+    limit = shared_memory_limit(capability)
+    for m, r in [(32, 4), (32760, 32), (32760, 128), (256, 64)]:
+        for strategy in ("plain", "shrink_expand", "fused"):
+            g = gemm_config(m, 5120, 5120, r, capability, strategy)
+            assert (g.block_m + g.block_n) * g.block_k * 2 * g.num_stages <= limit, (strategy, g)
+        s = shrink_config(m, 5120, r, capability)
+        assert (s.block_m + s.block_r) * s.block_k * 2 * s.num_stages <= limit, s
 
 
 def test_plan_launch_rejects_strategies_that_do_not_apply():
