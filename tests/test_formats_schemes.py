@@ -209,3 +209,63 @@ def test_text_encoder_keys_are_reported(tmp_path):
     assert lora.ignored == [("lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight",
                              "text-encoder key: vidlora patches the video transformer only")]
     assert lora.ignored[0] in match_lora(lora, inventory(model)).skipped
+
+
+def _rekey(path, out, rename, metadata=None):
+    """Rewrite a written file's keys (producers' small variations of one scheme)."""
+    from safetensors import safe_open
+
+    from lora_writers import write_raw
+
+    with safe_open(str(path), "pt") as f:
+        tensors = {rename(k): f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata() or {}
+    meta.update(metadata or {})
+    return write_raw(out, tensors, meta)
+
+
+def test_h1_with_older_transformer_prefix(tmp_path):
+    model = tiny("hunyuan-t2v")
+    paths, _ = hunyuan_truth_spec(model, "H1")
+    truth = random_truth(model, seed=15, paths=paths, share_fused_down=True)
+    first = write_lora(tmp_path / "a.safetensors", truth, "H1")
+    path = _rekey(first, tmp_path / "b.safetensors", lambda k: "transformer." + k[len("diffusion_model."):])
+    lora = read_lora(path)
+    assert lora.scheme.startswith("H1 ")
+    assert_same_params(merged(model, lora), merged(model, truth), atol=2e-6)
+
+
+def test_kijai_modulation_diff_spelling(tmp_path):
+    """kijai renames blocks.N.diff_m to blocks.N.modulation.diff; both patch scale_shift_table."""
+    model = tiny("wan-t2v")
+    truth = random_truth(model, seed=16, paths=["blocks.0.attn1.to_q"],
+                         deltas=["blocks.1.scale_shift_table", "scale_shift_table"])
+    first = write_lora(tmp_path / "a.safetensors", truth, "W2")
+    path = _rekey(first, tmp_path / "b.safetensors",
+                  lambda k: k.replace("blocks.1.diff_m", "blocks.1.modulation.diff").replace("head.diff_m", "head.modulation.diff"))
+    lora = read_lora(path)
+    assert sorted(lora.deltas) == ["blocks.1.scale_shift_table", "scale_shift_table"]
+    assert_same_params(merged(model, lora), merged(model, truth), atol=1e-7)
+
+
+def test_rslora_metadata_divides_by_sqrt_rank(tmp_path):
+    import json
+
+    model = tiny("wan-t2v")
+    truth = random_truth(model, seed=17, paths=["blocks.0.attn1.to_q"], rank=9)
+    first = write_lora(tmp_path / "a.safetensors", truth, "W4")
+    meta = {"lora_adapter_metadata": json.dumps({"transformer.r": 9, "transformer.lora_alpha": 6,
+                                                 "transformer.use_rslora": True})}
+    lora = read_lora(_rekey(first, tmp_path / "b.safetensors", lambda k: k, meta))
+    assert lora.modules["blocks.0.attn1.to_q"].scale == pytest.approx(6 / 3)
+
+
+def test_w4b_sidecar_alpha(tmp_path):
+    """Raw PEFT saves keep lora_alpha in adapter_config.json beside the weights."""
+    model = tiny("wan-t2v")
+    truth = random_truth(model, seed=18, paths=["blocks.0.attn1.to_q", "blocks.2.ffn.net.2"], alpha=5.0)
+    lora = read_lora(write_lora(tmp_path / "adapter_model.safetensors", truth, "W4b"))
+    assert (tmp_path / "adapter_config.json").exists()
+    assert lora.modules["blocks.2.ffn.net.2"].scale == pytest.approx(5.0 / truth.modules["blocks.2.ffn.net.2"].rank)
+    (tmp_path / "adapter_config.json").unlink()
+    assert read_lora(tmp_path / "adapter_model.safetensors").modules["blocks.2.ffn.net.2"].scale == 1.0
