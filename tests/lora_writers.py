@@ -410,7 +410,7 @@ def _write_hunyuan_original(w: _Writer, truth: Truth, comfy: bool, underscored: 
             up = torch.cat([pieces[i].up for i in range(n)])
             w.lora(name_of(original), first.down, up, first.alpha)
             continue
-        downs, ups, rows = [], [], []
+        downs = []
         out_sizes = [None] * n
         for i, p in pieces.items():
             out_sizes[i] = p.up.shape[0]

@@ -10,7 +10,6 @@ import torch
 from formats_cases import hunyuan_truth_spec, load_with_diffusers, round_truth_to, tiny, wan_truth_spec
 from lora_writers import Truth, random_truth, write_lora
 from merge_reference import assert_same_params, merged, run
-from vidlora.errors import LoRAFormatError
 from vidlora.formats import match_lora, read_lora
 from vidlora.families import inventory
 from vidlora.tiny import tiny_transformer_inputs

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -47,7 +47,6 @@ class RawFile:
     metadata: dict[str, str]
     size_bytes: int
     sha256: str
-    header_dtypes: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -161,7 +160,6 @@ def read_safetensors(path: str) -> RawFile:
             raise _refuse_pickle(path, "the file is a pickle / torch.save archive, not safetensors") from None
         raise _fail(path, "not a safetensors file (its header is not JSON)") from None
     metadata = _check_header(path, header, size - 8 - header_len)
-    header_dtypes = {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
 
     try:
         from safetensors.torch import load_file
@@ -175,5 +173,4 @@ def read_safetensors(path: str) -> RawFile:
         metadata=metadata,
         size_bytes=size,
         sha256=_sha256(path),
-        header_dtypes=header_dtypes,
     )
