@@ -281,7 +281,8 @@ class LoRALinear(nn.Module):
     # ------------------------------------------------------------------ FP8 base
     @torch.no_grad()
     def quantize_(self, mode: str, device: torch.device | str | None = None, keep_original: bool = False) -> None:
-        """Store the weight in FP8 (per-output-channel scales), on ``device`` if given.
+        """Store the weight in FP8 (per-output-channel scales), on ``device`` if given
+        (the caller moves the small rest of the module, e.g. with ``model.to``).
 
         The high-precision data is released at once (the Parameter object, which the
         original Linear may share, is emptied; detach refills it), so quantizing layer
@@ -298,8 +299,6 @@ class LoRALinear(nn.Module):
         self.weight = nn.Parameter(w8, requires_grad=False)
         self.weight_scale = scale
         self.fp8_mode, self.fp8_origin = mode, "quantized"
-        if device is not None:
-            self._move_rest(torch.device(device))
 
     @torch.no_grad()
     def adopt_fp8(self, mode: str, scale: torch.Tensor | None) -> None:
@@ -320,15 +319,6 @@ class LoRALinear(nn.Module):
             # copy for the epilogue; the stored one stays with the original module
             self.bias = nn.Parameter(self.bias.data.to(self.compute_dtype), requires_grad=False)
         self.fp8_mode, self.fp8_origin = mode, "adopted"
-
-    def _move_rest(self, device: torch.device) -> None:
-        if self.bias is not None:
-            self.bias.data = self.bias.data.to(device)
-        for name in ("lora_a", "lora_b", "lora_scale"):
-            buf = getattr(self, name)
-            buf.data = buf.data.to(device)
-        if self.dense_delta is not None:
-            self.dense_delta = self.dense_delta.to(device)
 
     def base_weight(self) -> torch.Tensor:
         """The weight to give back at detach: the original (kept, or never quantized),
