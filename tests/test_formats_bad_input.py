@@ -339,3 +339,22 @@ def test_fuzz_one_tensor_changed(tmp_path, valid_bytes, data):
         t.view(-1)[0] = float("nan")
     tensors[key] = t.to(dtype) if dtype.is_floating_point else t.nan_to_num().clamp(-100, 100).to(dtype)
     _read_and_match(write_raw(tmp_path / "fuzz.safetensors", tensors))
+
+
+def test_factors_multiplying_out_to_a_huge_delta(tmp_path):
+    """LoKr factors whose Kronecker product would need 2**30 elements are refused before
+    anything is allocated."""
+    path = write_raw(tmp_path / "lokr.safetensors", {
+        "lora_unet_blocks_0_self_attn_q.lokr_w1": torch.randn(32768, 1),
+        "lora_unet_blocks_0_self_attn_q.lokr_w2": torch.randn(32768, 1),
+    })
+    _expect(path, match="multiplies out to shape")
+
+
+def test_integer_alpha_is_a_number(tmp_path):
+    path = write_raw(tmp_path / "intalpha.safetensors", {
+        "lora_unet_blocks_0_self_attn_q.lora_down.weight": torch.randn(4, 24),
+        "lora_unet_blocks_0_self_attn_q.lora_up.weight": torch.randn(24, 4),
+        "lora_unet_blocks_0_self_attn_q.alpha": torch.tensor(2),
+    })
+    assert read_lora(path).modules["blocks.0.attn1.to_q"].scale == 0.5

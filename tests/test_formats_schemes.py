@@ -268,3 +268,20 @@ def test_w4b_sidecar_alpha(tmp_path):
     assert lora.modules["blocks.2.ffn.net.2"].scale == pytest.approx(5.0 / truth.modules["blocks.2.ffn.net.2"].rank)
     (tmp_path / "adapter_config.json").unlink()
     assert read_lora(tmp_path / "adapter_model.safetensors").modules["blocks.2.ffn.net.2"].scale == 1.0
+
+
+def test_kohya_keys_with_diffusers_inner_names(tmp_path):
+    """lora_unet_blocks_0_attn1_to_q (kohya-style keys over diffusers' Wan module names)."""
+    model = tiny("wan-i2v")
+    paths = [p for p in wan_truth_spec(model, "W3")[0] if p.startswith("blocks.")]
+    truth = random_truth(model, seed=19, paths=paths, alpha=2.0)
+    path = tmp_path / "kohya_diffusers.safetensors"
+    tensors = {}
+    for p, low in truth.modules.items():
+        name = "lora_unet_" + p.replace(".", "_")
+        tensors.update({f"{name}.lora_down.weight": low.down, f"{name}.lora_up.weight": low.up,
+                        f"{name}.alpha": torch.tensor(2.0)})
+    from lora_writers import write_raw
+
+    lora = read_lora(write_raw(path, tensors))
+    assert_same_params(merged(model, lora), merged(model, truth), atol=2e-6)

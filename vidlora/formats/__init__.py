@@ -44,9 +44,10 @@ def _check_tensors(raw: RawFile) -> None:
         split = split_role(key)
         if split is None or split[1] not in FLOAT_ROLES:
             continue
-        if not t.is_floating_point():
+        # An integer alpha (torch.tensor(16)) is an exact number; weights must be floats.
+        if not t.is_floating_point() and not (split[1] == "alpha" and t.dtype != torch.bool):
             raise LoRAFormatError(f"{raw.path}: tensor {key!r} has dtype {t.dtype}; LoRA tensors must be floating point")
-        finite = torch.isfinite(t if t.element_size() > 1 else t.float())
+        finite = torch.isfinite(t if t.is_floating_point() and t.element_size() > 1 else t.float())
         if not bool(finite.all()):
             bad = int((~finite).sum())
             raise LoRAFormatError(f"{raw.path}: tensor {key!r} contains NaN or Inf ({bad} of {t.numel()} values)")

@@ -58,6 +58,10 @@ _REFUSALS = {
 _LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
 _LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
 _WEIGHT_ROLES = frozenset(("down", "up", *_LOHA, *_LOKR))
+# Largest dense delta materialized from factors (LoHa, LoKr, conv LoRA): 2**28 elements,
+# 1 GiB in fp32. The largest real target, a Wan 14B FFN weight, is 13824 x 5120 = 70.8 M;
+# a file whose factors multiply out to more is malformed (or hostile), not a LoRA.
+_MAX_DENSE = 1 << 28
 
 
 def group_keys(path: str, parsed: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
@@ -134,6 +138,17 @@ class _Payload:
         return None
 
 
+def _check_dense(path: str, module: str, what: str, shape: tuple[int, ...]) -> None:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    if n > _MAX_DENSE:
+        raise LoRAFormatError(
+            f"{path}: {what} {module!r} multiplies out to shape {tuple(shape)} ({n} elements); "
+            f"no Wan/HunyuanVideo weight is larger than {_MAX_DENSE}"
+        )
+
+
 def _alpha_value(path: str, key: str, t: torch.Tensor) -> float:
     if t.numel() != 1:
         raise LoRAFormatError(f"{path}: alpha {key!r} has shape {tuple(t.shape)}; expected a single number")
@@ -181,6 +196,7 @@ def _lora(path: str, p: _Payload, roles: dict[str, str], tensors, peft: PeftConf
         # delta is small (Wan 14B: 5120 x 16 x 1 x 2 x 2), so it is materialized exactly.
         if any(s != 1 for s in up.shape[2:]):
             raise LoRAFormatError(f"{path}: convolution LoRA {p.module!r} with a spatial up kernel is not supported")
+        _check_dense(path, p.module, "convolution LoRA", (up.shape[0], *down.shape[1:]))
         dense = up.flatten(1).float() @ down.flatten(1).float()
         p.dense = p.scale * dense.reshape(up.shape[0], *down.shape[1:])
     if "up_bias" in roles:
@@ -199,6 +215,7 @@ def _loha(path: str, p: _Payload, roles: dict[str, str], tensors) -> None:
         raise LoRAFormatError(f"{path}: LoHa {p.module!r}: rank mismatch between hada_w*_a and hada_w*_b")
     if (w1a.shape[0], w1b.shape[1]) != (w2a.shape[0], w2b.shape[1]):
         raise LoRAFormatError(f"{path}: LoHa {p.module!r}: the two Hadamard factors have different shapes")
+    _check_dense(path, p.module, "LoHa", (w1a.shape[0], w1b.shape[1]))
     alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]]) if "alpha" in roles else None
     p.alpha, p.scale = alpha, scale_for(alpha, int(w1b.shape[0]))
     p.dense = p.scale * ((w1a @ w1b) * (w2a @ w2b))
@@ -216,6 +233,7 @@ def _lokr_factor(path: str, p: _Payload, roles: dict[str, str], tensors, n: str)
         _need_2d(path, roles[b], tb)
         if ta.shape[1] != tb.shape[0]:
             raise LoRAFormatError(f"{path}: LoKr {p.module!r}: {a} and {b} have different ranks")
+        _check_dense(path, p.module, f"LoKr factor w{n} of", (ta.shape[0], tb.shape[1]))
         return ta @ tb, int(tb.shape[0])
     raise LoRAFormatError(f"{path}: LoKr module {p.module!r} lacks {full} (or {a} + {b})")
 
@@ -225,6 +243,7 @@ def _lokr(path: str, p: _Payload, roles: dict[str, str], tensors) -> None:
     w2, r2 = _lokr_factor(path, p, roles, tensors, "2")
     # alpha / r applies only when a factor is low-rank; r is w2's rank when w2 is
     # factored, else w1's (LyCORIS / ComfyUI lokr.py); two full factors mean scale 1.
+    _check_dense(path, p.module, "LoKr", (w1.shape[0] * w2.shape[0], w1.shape[1] * w2.shape[1]))
     rank = r2 if r2 is not None else r1
     alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]]) if "alpha" in roles else None
     p.alpha = alpha

@@ -37,7 +37,8 @@ def _read(raw: RawFile, keys: list[str]) -> ReadResult:
         scheme += ", LoHa"
     elif "lokr" in algo:
         scheme += ", LoKr"
-    return build(raw, scheme, "wan", parsed, translate_underscored, ignored)
+    # mixed: also diffusers inner names (blocks_0_attn1_to_q) from trainers that run on diffusers' Wan
+    return build(raw, scheme, "wan", parsed, lambda m: translate_underscored(m, mixed=True), ignored)
 
 
 READER = Reader("Wan kohya/musubi names (W3/W3b)", _claims, _read)
