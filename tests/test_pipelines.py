@@ -143,6 +143,17 @@ def test_tiny_pipeline_dirs_are_built_once_and_complete(tiny_cache):
     assert index["_class_name"] == "WanImageToVideoPipeline"
 
 
+def test_concurrent_builds_of_one_tiny_folder(tmp_path):
+    # two processes starting on an empty cache both build; the second rename loses and
+    # must hand back the winner's complete folder, leaving no temporary folder behind
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        folders = list(pool.map(lambda _: tiny_pipeline_dir("wan-t2v", cache_dir=tmp_path), range(2)))
+    assert folders[0] == folders[1] and (folders[0] / TINY_MARKER_FILE).is_file()
+    assert [p.name for p in folders[0].parent.iterdir()] == ["wan-t2v"]
+
+
 def test_tiny_builds_are_deterministic():
     a, b = build_tiny_pipeline("hunyuan-t2v"), build_tiny_pipeline("hunyuan-t2v")
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
