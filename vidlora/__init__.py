@@ -32,6 +32,7 @@ __all__ = [
     "read_lora",
     "LoRAFile",
     "write_mp4",
+    "load_fp8_scaled_wan",
     "use_backend",
     "get_backend",
     "VidloraError",
@@ -49,6 +50,7 @@ _LAZY = {
     "read_lora": "vidlora.formats",
     "LoRAFile": "vidlora.lora_file",
     "write_mp4": "vidlora.video",
+    "load_fp8_scaled_wan": "vidlora.fp8_checkpoints",
     "use_backend": "vidlora.kernels.backend",
     "get_backend": "vidlora.kernels.backend",
 }
@@ -70,6 +72,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .adapters import Adapters, attach
     from .formats import read_lora
+    from .fp8_checkpoints import load_fp8_scaled_wan
     from .kernels.backend import get_backend, use_backend
     from .lora_file import LoRAFile
     from .video import write_mp4

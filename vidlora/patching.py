@@ -102,13 +102,20 @@ def _check_attachable(pipe, key: str, model: nn.Module) -> None:
 
 
 def _compute_dtype(lin: nn.Module) -> torch.dtype:
-    """The dtype a Linear computes in: its weight's, unless the weight is FP8 storage
-    (diffusers layerwise casting names its compute dtype; else bfloat16)."""
+    """The dtype a Linear computes in: its weight's, unless the weight is FP8 storage. Then,
+    in order: diffusers layerwise casting's compute dtype, the one vidlora's FP8
+    checkpoint loader recorded, the bias's dtype, bfloat16."""
     if lin.weight.dtype != FP8_DTYPE:
         return lin.weight.dtype
     registry = getattr(lin, "_diffusers_hook", None)
     hook = registry.get_hook("layerwise_casting") if registry is not None else None
-    return getattr(hook, "compute_dtype", None) or torch.bfloat16
+    if getattr(hook, "compute_dtype", None) is not None:
+        return hook.compute_dtype
+    if getattr(lin, "vidlora_compute_dtype", None) is not None:
+        return lin.vidlora_compute_dtype
+    if lin.bias is not None and lin.bias.dtype.is_floating_point and lin.bias.element_size() > 1:
+        return lin.bias.dtype
+    return torch.bfloat16
 
 
 def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
