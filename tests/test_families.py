@@ -197,18 +197,38 @@ def test_config_from_local_folder(tmp_path):
     assert transformer_config_from(str(tmp_path / "transformer"))["num_layers"] == 2
 
 
-def test_config_from_known_ids_needs_no_network():
-    assert transformer_config_from("Wan-AI/Wan2.2-TI2V-5B-Diffusers") == REAL_CONFIGS["wan2.2-ti2v-5b"]
-    assert transformer_config_from("hunyuan-video-t2v") == REAL_CONFIGS["hunyuan-video-t2v"]
-
-
-def test_config_from_hub_unavailable(monkeypatch):
+@pytest.fixture
+def offline_hub(monkeypatch):
     import huggingface_hub
 
-    def offline(*args, **kwargs):
+    calls = []
+
+    def offline(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename))
         raise OSError("no network")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    return calls
+
+
+def test_config_from_hub_only_fetches_the_config(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(dict(REAL_CONFIGS["wan2.1-t2v-1.3b"], num_layers=7)))
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, **kw: asked.append(name) or str(config_file))
+    assert transformer_config_from("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["num_layers"] == 7  # the Hub's, not built in
+    assert asked == ["transformer/config.json"]
+
+
+def test_config_from_known_ids_offline_falls_back(offline_hub):
+    assert transformer_config_from("Wan-AI/Wan2.2-TI2V-5B-Diffusers") == REAL_CONFIGS["wan2.2-ti2v-5b"]
+    assert offline_hub == [("Wan-AI/Wan2.2-TI2V-5B-Diffusers", "transformer/config.json")]
+    assert transformer_config_from("hunyuan-video-t2v") == REAL_CONFIGS["hunyuan-video-t2v"]
+
+
+def test_config_from_hub_unavailable(offline_hub):
     with pytest.raises(SourceError, match="cannot fetch transformer/config.json of 'someone/some-model'"):
         transformer_config_from("someone/some-model")
 

@@ -93,3 +93,18 @@ def test_width_implies_version(tmp_path):
     }
     lora = read_lora(write_raw(tmp_path / "small_high.safetensors", tensors))
     assert lora.family == "wan-1.3b" and lora.variant.version == "2.1" and lora.variant.expert is None
+
+
+def test_module_counts(tmp_path):
+    from vidlora.formats import module_counts
+
+    extra = {
+        "diffusion_model.blocks.0.cross_attn.k_img.lora_down.weight": torch.randn(1, 5120),
+        "diffusion_model.blocks.0.cross_attn.k_img.lora_up.weight": torch.randn(5120, 1),
+        "diffusion_model.blocks.3.ffn.2.lora_down.weight": torch.randn(1, 13824),
+        "diffusion_model.blocks.3.ffn.2.lora_up.weight": torch.randn(5120, 1),
+        "diffusion_model.head.head.lora_down.weight": torch.randn(1, 5120),
+        "diffusion_model.head.head.lora_up.weight": torch.randn(64, 1),
+    }
+    counts = module_counts(_wan14b(tmp_path, extra=extra))
+    assert counts == {"self-attn": 1, "cross-attn": 0, "image cross-attn": 1, "ffn": 1, "other": 1}

@@ -14,6 +14,7 @@ HunyuanVideo 3072. A width no released model has is named ``"wan (width 24)"``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from typing import Any
 import torch
 
 from .errors import LoRAMismatchError, SourceError
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "LinearInfo",
@@ -365,10 +368,13 @@ def _read_config_json(path: str) -> dict[str, Any]:
 
 
 def transformer_config_from(model_id_or_dir: str) -> dict[str, Any]:
-    """The transformer config of a model: a local diffusers folder (``transformer/
-    config.json``, or a transformer folder's own ``config.json``), a REAL_CONFIGS name or
-    known Hub id (built in, no network), or else ``transformer/config.json`` alone from
-    the Hugging Face Hub (no weights)."""
+    """The transformer config of a model, without weights.
+
+    A local diffusers folder (``transformer/config.json``, or a transformer folder's own
+    ``config.json``); a REAL_CONFIGS name; else ``transformer/config.json`` alone from
+    the Hugging Face Hub (cached by huggingface_hub). When the Hub cannot be reached and
+    the id is a released model in HUB_MODEL_IDS, the built-in config stands in (logged).
+    """
     if os.path.isdir(model_id_or_dir):
         for candidate in ("transformer/config.json", "config.json"):
             path = os.path.join(model_id_or_dir, candidate)
@@ -383,9 +389,8 @@ def transformer_config_from(model_id_or_dir: str) -> dict[str, Any]:
             f"{model_id_or_dir}: no transformer/config.json in this folder (expected a diffusers "
             "model folder or its transformer/ subfolder)"
         )
-    known = HUB_MODEL_IDS.get(model_id_or_dir, model_id_or_dir)
-    if known in REAL_CONFIGS:
-        return dict(REAL_CONFIGS[known])
+    if model_id_or_dir in REAL_CONFIGS:
+        return dict(REAL_CONFIGS[model_id_or_dir])
     if model_id_or_dir.count("/") != 1:
         raise SourceError(
             f"{model_id_or_dir!r} is neither a local folder nor a Hub model id (owner/name); "
@@ -396,8 +401,12 @@ def transformer_config_from(model_id_or_dir: str) -> dict[str, Any]:
 
         path = hf_hub_download(model_id_or_dir, "transformer/config.json")
     except Exception as exc:  # network, auth, missing repo/file: all one user-facing failure
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        known = HUB_MODEL_IDS.get(model_id_or_dir)
+        if known is not None:
+            _log.warning("vidlora: Hub unavailable for %s (%s); using the built-in %s config", model_id_or_dir, why, known)
+            return dict(REAL_CONFIGS[known])
         raise SourceError(
-            f"cannot fetch transformer/config.json of {model_id_or_dir!r} from the Hugging Face Hub "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"cannot fetch transformer/config.json of {model_id_or_dir!r} from the Hugging Face Hub ({why})"
         ) from None
     return _read_config_json(path)

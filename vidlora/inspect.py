@@ -73,7 +73,8 @@ def _family_evidence(lora: LoRAFile) -> str:
 
 def _content(lora: LoRAFile) -> dict[str, Any]:
     """What one LoRA (or one expert part) holds."""
-    module_kinds = Counter(module_kind(lora.arch, p) for p in lora.modules)
+    from .formats import module_counts
+
     delta_kinds = Counter(module_kind(lora.arch, p) for p in lora.deltas)
     blocks: dict[str, set[int]] = {}
     for path in list(lora.modules) + list(lora.deltas):
@@ -95,7 +96,7 @@ def _content(lora: LoRAFile) -> dict[str, Any]:
         "rank": lora.rank,
         "alpha": lora.alpha,
         "effective_scale": _one_or_list([round(m.scale, 8) for m in lora.modules.values()]),
-        "modules": {"total": len(lora.modules), "by_kind": {k: module_kinds.get(k, 0) for k in MODULE_KINDS}},
+        "modules": {"total": len(lora.modules), "by_kind": module_counts(lora)},
         "deltas": {
             "total": len(lora.deltas),
             "by_kind": {k: delta_kinds.get(k, 0) for k in MODULE_KINDS},

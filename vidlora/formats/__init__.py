@@ -18,7 +18,7 @@ from collections import Counter
 import torch
 
 from ..errors import LoRAFormatError, VidloraError
-from ..families import family_for_width
+from ..families import MODULE_KINDS, family_for_width, module_kind
 from ..lora_file import LoRAFile
 from .detect import pick_reader
 from .key_parts import FLOAT_ROLES, is_text_encoder_key, split_role
@@ -28,7 +28,15 @@ from .safe_read import RawFile, read_safetensors
 from .validate import MatchReport, match_lora
 from .variant import detect_variant
 
-__all__ = ["read_lora", "match_lora", "MatchReport"]
+__all__ = ["read_lora", "match_lora", "MatchReport", "module_counts"]
+
+
+def module_counts(lora: LoRAFile) -> dict[str, int]:
+    """Low-rank modules per kind (self-attn, cross-attn, image cross-attn, ffn, other);
+    a file with both Wan 2.2 experts counts both parts."""
+    parts = list(lora.experts.values()) if lora.experts else [lora]
+    counts = Counter(module_kind(part.arch, path) for part in parts for path in part.modules)
+    return {kind: counts.get(kind, 0) for kind in MODULE_KINDS}
 
 
 def _resolve_source(source: str | os.PathLike) -> str:
