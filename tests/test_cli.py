@@ -78,8 +78,8 @@ def test_demo(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,words",
     [
-        (["i2v", "--model", "tiny", "--image", "{missing}", "--prompt", "x"], ["--image", "no such file"]),
-        (["i2v", "--model", "tiny", "--image", "{notimage}", "--prompt", "x"], ["not a readable image"]),
+        (["i2v", "--model", "tiny", "--image", "{missing}", "--prompt", "x"], ["image", "does not exist"]),
+        (["i2v", "--model", "tiny", "--image", "{notimage}", "--prompt", "x"], ["cannot be read"]),
         (["t2v", "--model", "tiny", "--prompt", "x", "--lora", "motion.safetensors:abc,1"], ["strength"]),
         (["t2v", "--model", "tiny", "--prompt", "x", "--lora", "/nope/x.safetensors"], ["/nope/x.safetensors"]),
         (["t2v", "--model", "./no-such-model-dir", "--prompt", "x"], ["no-such-model-dir", "--model tiny"]),

@@ -73,22 +73,6 @@ def _check_output(out: Path, overwrite: bool) -> Path:
     return out
 
 
-def _load_image(path: str):
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise VidloraError(f"--image {path}: no such file")
-    if p.is_dir():
-        raise VidloraError(f"--image {path} is a directory; expected an image file (PNG, JPEG, WebP)")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise VidloraError(f"--image {path} is not a readable image ({e.__class__.__name__}: {e})") from None
-
-
 def _lora_requests(args) -> list[LoraRequest]:
     from .sources import parse_lora_spec
 
@@ -179,7 +163,7 @@ def run_generate(args, task: str) -> int:
 
     from . import __version__
     from .adapters import attach
-    from .pipelines import apply_offload, generate, load_pipeline, model_info, round_frames, round_size
+    from .pipelines import generate, load_image, load_pipeline, model_info, place_pipeline, round_frames, round_size
     from .video import write_mp4
 
     console = _console(args.quiet)
@@ -187,7 +171,7 @@ def run_generate(args, task: str) -> int:
     started = time.perf_counter()
 
     out = _check_output(Path(args.out or "out.mp4").expanduser(), args.overwrite)
-    image = _load_image(args.image) if task == "i2v" else None
+    image = load_image(args.image) if task == "i2v" else None
     reqs = _lora_requests(args)
     if not args.prompt.strip():
         raise VidloraError("--prompt is empty")
@@ -223,14 +207,15 @@ def run_generate(args, task: str) -> int:
 
     console.print(f"loading {info.family} from {info.location} on {device} ...")
     try:
-        pipe, info = load_pipeline(args.model, task, device="cpu" if (args.offload or args.fp8) else device)
-        handle = attach(pipe, fp8=args.fp8 or False)
+        # Load into CPU memory, patch (and quantize) there or on the way to the GPU, then
+        # place: attach must come before offloading hooks. bf16 whenever it runs on CUDA.
+        dtype = torch.bfloat16 if device == "cuda" else None
+        pipe, info = load_pipeline(args.model, task, device="cpu", dtype=dtype)
+        quantize_on = device if (args.fp8 and not args.offload and device != "cpu") else None
+        handle = attach(pipe, fp8=args.fp8 or False, device=quantize_on)
         for r in reqs:
             handle.add(r.lora, name=r.name, weight=r.weight, expert=r.expert)
-        if args.offload:
-            apply_offload(pipe, args.offload, device)
-        elif str(next(iter(handle.models.values())).device) != device:
-            pipe.to(device)
+        place_pipeline(pipe, device, args.offload)
         report = handle.report()
         _print_loaded(console, reqs, handle, report)
         video = generate(
