@@ -47,6 +47,9 @@ class LowRankTruth:
     down: torch.Tensor  # [r, in] (conv: [r, in, *k])
     up: torch.Tensor  # [out, r] (conv: [out, r, 1, ...])
     alpha: float | None = None
+    # DoRA magnitude ([out] or [out, 1]: per output row; [1, in]: per input column). Its
+    # effect depends on the base weight, so such a truth has no dense() (vidlora refuses DoRA).
+    magnitude: torch.Tensor | None = None
 
     @property
     def rank(self) -> int:
@@ -57,6 +60,7 @@ class LowRankTruth:
         return 1.0 if not self.alpha else self.alpha / self.rank
 
     def dense(self) -> torch.Tensor:
+        assert self.magnitude is None, "a DoRA truth has no base-independent delta"
         d = self.up.flatten(1).double() @ self.down.flatten(1).double()
         return self.scale * d.reshape(self.up.shape[0], *self.down.shape[1:])
 
@@ -310,7 +314,7 @@ class _Writer:
         assert key not in self.out, f"writer produced {key} twice"
         self.out[self.layout.prefix + key] = _cast(t, self.dtype)
 
-    def lora(self, module: str, down, up, alpha) -> None:
+    def lora(self, module: str, down, up, alpha, magnitude=None) -> None:
         lay = self.layout
         if lay.alpha == "bake":
             up, alpha = up * (alpha / down.shape[0] if alpha else 1.0), None
@@ -320,6 +324,8 @@ class _Writer:
         self.put(module + lay.up, up)
         if alpha is not None and lay.alpha in ("key", "always"):
             self.put(module + ".alpha", torch.tensor(float(alpha)))
+        if magnitude is not None:  # PEFT/diffusers name it lora_magnitude_vector, LyCORIS/kohya dora_scale
+            self.put(module + (".lora_magnitude_vector" if lay.names == "diffusers" else ".dora_scale"), magnitude)
 
 
 def _module_name(layout: _Layout, path: str) -> str:
@@ -345,7 +351,7 @@ def _write_wan_like(w: _Writer, truth: Truth) -> None:
     for path, adapter in truth.modules.items():
         name = _module_name(lay, path)
         if isinstance(adapter, LowRankTruth):
-            w.lora(name, adapter.down, adapter.up, adapter.alpha)
+            w.lora(name, adapter.down, adapter.up, adapter.alpha, adapter.magnitude)
         elif isinstance(adapter, LoHaTruth):
             for role in ("w1a", "w1b", "w2a", "w2b"):
                 w.put(f"{name}.hada_{role[:2]}_{role[2]}", getattr(adapter, role))
@@ -396,8 +402,9 @@ def _write_hunyuan_original(w: _Writer, truth: Truth, comfy: bool, underscored: 
             half = up.shape[0] // 2
             up = torch.cat([up[half:], up[:half]])
         if idx is None:
-            w.lora(name_of(original), adapter.down, up, adapter.alpha)
+            w.lora(name_of(original), adapter.down, up, adapter.alpha, adapter.magnitude)
         else:
+            assert adapter.magnitude is None, "DoRA on a fused piece: write the fused module's magnitude via extra="
             fused.setdefault(original, {})[idx] = LowRankTruth(adapter.down, up, adapter.alpha)
             sizes[original] = n
     for original, pieces in fused.items():

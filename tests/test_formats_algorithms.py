@@ -81,23 +81,24 @@ def test_w7_plain_lora_half_converted_names(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "scheme,key,shape",
+    "scheme,path,shape",
     [
-        ("W1", "diffusion_model.blocks.0.self_attn.q.dora_scale", (24, 1)),
-        ("W4", "transformer.blocks.0.attn1.to_q.lora_magnitude_vector", (24,)),
-        ("W3", "lora_unet_blocks_0_self_attn_q.dora_scale", (1, 24)),
-        ("H2", "lora_unet_double_blocks_0_img_attn_qkv.dora_scale", (60, 1)),
+        ("W1", "blocks.0.attn1.to_q", (24, 1)),
+        ("W4", "blocks.0.attn1.to_q", (24,)),
+        ("W3", "blocks.0.attn2.to_out.0", (1, 24)),
+        ("H2", "transformer_blocks.0.attn.to_out.0", (20, 1)),
     ],
 )
-def test_dora_refused_by_name(tmp_path, scheme, key, shape):
+def test_dora_refused_by_name(tmp_path, scheme, path, shape):
     kind = "hunyuan-t2v" if scheme.startswith("H") else "wan-t2v"
     model = tiny(kind)
-    paths = ["transformer_blocks.0.attn.to_q"] if kind.startswith("h") else ["blocks.0.attn1.to_q"]
-    truth = random_truth(model, seed=4, paths=paths, alpha=2.0 if scheme != "W4" else None)
-    path = write_lora(tmp_path / "dora.safetensors", truth, scheme, extra={key: torch.ones(shape)})
+    truth = random_truth(model, seed=4, paths=[path], alpha=2.0 if scheme != "W4" else None)
+    truth.modules[path].magnitude = torch.rand(shape) + 0.5
+    written = write_lora(tmp_path / "dora.safetensors", truth, scheme)
     with pytest.raises(LoRAFormatError, match=r"DoRA .*refused rather than half-applied") as err:
-        read_lora(path)
-    assert str(path) in str(err.value) and key in str(err.value)
+        read_lora(written)
+    assert str(written) in str(err.value)
+    assert ("lora_magnitude_vector" if scheme == "W4" else "dora_scale") in str(err.value)
 
 
 @pytest.mark.parametrize(
