@@ -9,25 +9,23 @@ bfloat16, float32 for x, weight, lora_a, lora_b, bias; the result has x's dtype 
 [..., N]. It runs ``torch.ops.vidlora.lora_linear`` (ops.py), which dispatches to the
 Triton kernels (lora_gemm.py) or the torch reference (reference.py) as ``backend.py``
 selects. Importing this package imports neither Triton nor CUDA.
+
+This folder is only ever ``vidlora.kernels``. When the repository root is on sys.path
+(``python -m pytest`` or a script run from a checkout), ``import kernels`` also finds it,
+and transformers does exactly that while probing for Hugging Face's hub ``kernels``
+package (``_is_package_available("kernels")`` imports it to read a version). Executed
+under that second name, the package stays empty: registering ``vidlora::lora_linear``
+again from a second copy would replace the op with one bound to a second copy of the
+backend state, so ``use_backend`` would silently stop working (seen: a patched model under
+``use_backend("triton")`` ran the torch reference). It cannot raise instead: that import
+is not guarded, so ``import transformers`` would fail.
 """
 
 from __future__ import annotations
 
-import torch
+if __name__ == "vidlora.kernels":
+    from ._public import lora_delta_reference, lora_linear, lora_linear_reference
 
-from . import ops as _ops  # noqa: F401  (registers torch.ops.vidlora.lora_linear)
-from .reference import lora_delta_reference, lora_linear_reference
-
-__all__ = ["lora_linear", "lora_linear_reference", "lora_delta_reference"]
-
-
-def lora_linear(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    lora_a: torch.Tensor,
-    lora_b: torch.Tensor,
-    lora_scale: torch.Tensor,
-) -> torch.Tensor:
-    """y = x W^T + b + ((x A^T) * c) B^T through ``torch.ops.vidlora.lora_linear``."""
-    return torch.ops.vidlora.lora_linear(x, weight, bias, lora_a, lora_b, lora_scale)
+    __all__ = ["lora_linear", "lora_linear_reference", "lora_delta_reference"]
+else:  # imported as top-level "kernels" (see above): define nothing
+    __all__ = []

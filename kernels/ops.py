@@ -25,6 +25,11 @@ from typing import Optional
 
 import torch
 
+if __name__ != "vidlora.kernels.ops":
+    # A second copy (imported as kernels.ops from a checkout's root) would re-register the
+    # op bound to a second backend state: see vidlora/kernels/__init__.py.
+    raise ImportError(f"import vidlora.kernels.ops, not {__name__} (this folder is vidlora.kernels)")
+
 from .backend import resolve_backend
 from .checks import check_lora_linear_args
 from .reference import lora_linear_reference

@@ -155,3 +155,48 @@ def test_inference_only_backward_raises():
     y = lora_linear(x, w, b, a, bb, c)
     with pytest.raises(RuntimeError, match="vidlora.lora_linear.default but no autograd formula"):
         y.sum().backward()
+
+
+_SHADOW_SCRIPT = """
+import importlib, os, sys, torch
+import vidlora
+from vidlora.kernels import lora_linear
+import vidlora.kernels.lora_gemm as lg
+
+# What transformers does while probing for Hugging Face's hub `kernels` package; from a
+# checkout's root it finds this repository's kernels/ folder instead.
+from transformers.utils.import_utils import is_kernels_available
+assert is_kernels_available() is False
+shadow = sys.modules.get("kernels") or importlib.import_module("kernels")
+assert os.path.dirname(shadow.__file__) == os.path.dirname(vidlora.kernels.__file__), shadow.__file__
+assert shadow.__all__ == [] and not hasattr(shadow, "lora_linear") and "kernels.ops" not in sys.modules
+
+calls = []
+real = lg.lora_linear_triton
+lg.lora_linear_triton = lambda *a, **k: calls.append(1) or real(*a, **k)
+x, w, a, b, c = torch.randn(3, 40), torch.randn(24, 40), torch.randn(16, 40), torch.randn(24, 16), torch.rand(16)
+with vidlora.use_backend("triton"):
+    lora_linear(x, w, None, a, b, c)
+assert calls == [1], "use_backend('triton') was not honoured"
+try:
+    import kernels.ops
+except ImportError as err:
+    assert "import vidlora.kernels.ops, not kernels.ops" in str(err)
+else:
+    raise AssertionError("kernels.ops imported as a second copy")
+print("OK")
+"""
+
+
+def test_top_level_kernels_import_from_a_checkout_is_inert():
+    """``import kernels`` from the repo root (transformers' probe) must not re-register the op."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    env.pop("VIDLORA_BACKEND", None)
+    out = subprocess.run([sys.executable, "-c", _SHADOW_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-3000:]
