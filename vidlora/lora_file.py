@@ -122,6 +122,13 @@ class LoRAFile:
             return None
         return alphas[0] if len(alphas) == 1 else alphas
 
+    @property
+    def module_counts(self) -> dict[str, int]:
+        """Low-rank modules per kind: self-attn, cross-attn, image cross-attn, ffn, other."""
+        from .formats import module_counts
+
+        return module_counts(self)
+
     def _all_modules(self) -> list[LowRank]:
         if self.experts:
             return [m for part in self.experts.values() for m in part.modules.values()]

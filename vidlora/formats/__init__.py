@@ -39,10 +39,21 @@ def module_counts(lora: LoRAFile) -> dict[str, int]:
     return {kind: counts.get(kind, 0) for kind in MODULE_KINDS}
 
 
-def _resolve_source(source: str | os.PathLike) -> str:
-    """A LoRA reference -> a local file path. Local paths only for now; the sources
-    module (Hub, URL, civitai) replaces this one function."""
-    return os.fspath(source)
+def _resolve_source(source: str | os.PathLike) -> tuple[str, tuple[str, ...]]:
+    """A LoRA reference -> (local file path, trigger words the source lists).
+
+    An existing local path is read as is (its errors come from the safe reader); anything
+    else goes through vidlora.sources: Hub ids, URLs, civitai:MODEL@VERSION."""
+    text = os.fspath(source)
+    local = os.path.expanduser(text)
+    # an existing file, or one that can only be a path (absolute, ./, ~): the safe reader
+    # gives its own precise error ("no such file", a directory, a pickle)
+    if os.path.exists(local) or os.path.isabs(local) or text.startswith((".", "~")):
+        return local, ()
+    from ..sources import resolve_source
+
+    resolved = resolve_source(text)
+    return str(resolved.path), tuple(resolved.trigger_words)
 
 
 def _check_tensors(raw: RawFile) -> None:
@@ -97,8 +108,9 @@ def read_lora(source: str | os.PathLike) -> LoRAFile:
     """Read a LoRA file of any supported scheme into canonical form.
 
     Raises LoRAFormatError (UnsafeFileError for pickles) with the file name for anything
-    it cannot read exactly; never unpickles."""
-    path = _resolve_source(source)
+    it cannot read exactly; never unpickles. ``source``: a local path, a Hugging Face Hub
+    ``owner/repo[/file.safetensors]``, an https:// URL or ``civitai:MODEL@VERSION``."""
+    path, source_words = _resolve_source(source)
     raw = read_safetensors(path)
     _check_tensors(raw)
     keys = list(raw.tensors)
@@ -111,4 +123,5 @@ def read_lora(source: str | os.PathLike) -> LoRAFile:
         # Every check we know of raises its own message above; this keeps an unforeseen
         # malformed tensor from escaping as a torch traceback.
         raise LoRAFormatError(f"{raw.path}: malformed LoRA tensors ({type(exc).__name__}: {exc})") from None
-    return _to_lora_file(raw, result, trigger_words(raw.metadata), _dominant_dtype(raw))
+    words = list(dict.fromkeys([*trigger_words(raw.metadata), *source_words]))
+    return _to_lora_file(raw, result, words, _dominant_dtype(raw))
