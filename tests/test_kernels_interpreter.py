@@ -75,15 +75,17 @@ def _check(y, x, w, b, a, bb, c, weight_scale=None):
 
 
 def _cases():
-    """dtype x rank x strategy, with M, (N, K) and bias cycling through their values."""
-    ms, nks, biases = itertools.cycle((1, 17, 130)), itertools.cycle(((40, 56), (33, 70))), itertools.cycle((True, False))
+    """dtype x M x rank x strategy (90 cases), with (N, K) and bias alternating."""
+    nks, biases = itertools.cycle(((40, 56), (33, 70))), itertools.cycle((True, False, False))
     for dtype in _DTYPES:
-        for r in (0, 1, 4, 16, 48, 100):
-            strategies = ["plain"] if r == 0 else ["shrink_expand"] + (["fused"] if r <= 64 else [])
-            for strategy in strategies:
-                n, k = next(nks)
-                yield pytest.param(next(ms), n, k, r, dtype, strategy, next(biases),
-                                   id=f"{str(dtype)[6:]}-r{r}-{strategy}")  # fmt: skip
+        for m in (1, 17, 130):
+            for r in (0, 1, 4, 16, 48, 100):
+                strategies = ["plain"] if r == 0 else ["shrink_expand"] + (["fused"] if r <= 64 else [])
+                for strategy in strategies:
+                    n, k = next(nks)
+                    bias = next(biases)
+                    yield pytest.param(m, n, k, r, dtype, strategy, bias,
+                                       id=f"{str(dtype)[6:]}-m{m}-n{n}-k{k}-r{r}-{strategy}-{'bias' if bias else 'nobias'}")  # fmt: skip
 
 
 @pytest.mark.parametrize("m,n,k,r,dtype,strategy,bias", list(_cases()))
@@ -122,13 +124,17 @@ def test_4d_input_and_strided_2d_rows():
     _check(y2, rows, w, None, a, bb, c)
 
 
-@pytest.mark.parametrize("dtype", _DTYPES)
-def test_default_plan_through_the_op(dtype):
-    """The public function with backend "triton": heuristic strategy and tile configs."""
+@pytest.mark.parametrize("dtype,r", [(torch.float16, 16), (torch.bfloat16, 100), (torch.float32, 16)])
+def test_default_plan_through_the_op(dtype, r):
+    """The public function with backend "triton": heuristic strategy and tile configs
+    (rank 16 plans the fused kernel at this size, rank 100 shrink+expand)."""
     from vidlora.kernels import lora_linear
     from vidlora.kernels.backend import use_backend
 
-    x, w, b, a, bb, c = _case(130, 40, 56, 16, dtype, seed=11)
+    from vidlora.kernels.lora_gemm import plan_launch
+
+    assert plan_launch(130, 40, 56, r, dtype, torch.device("cpu")).strategy == ("fused" if r == 16 else "shrink_expand")
+    x, w, b, a, bb, c = _case(130, 40, 56, r, dtype, seed=11)
     with use_backend("triton"):
         y = lora_linear(x.view(2, 65, 56), w, b, a, bb, c)
     _check(y, x.view(2, 65, 56), w, b, a, bb, c)
