@@ -514,3 +514,26 @@ def test_hub_errors(server, tmp_path, monkeypatch):
         resolve_source("owner/pickles/evil.safetensors", cache_dir=tmp_path, progress=False)
     with pytest.raises(SourceError, match="must name a .safetensors file"):
         resolve_source("owner/pickles/notes.txt", cache_dir=tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------- through the public API
+
+
+def test_adapters_add_and_read_lora_take_urls_and_hub_ids(server, tmp_path, monkeypatch):
+    """`read_lora` and `Adapters.add` resolve remote sources through the same call."""
+    import vidlora
+    from vidlora.demo import write_demo_assets
+    from vidlora.tiny import tiny_transformer
+
+    data = write_demo_assets(tmp_path / "assets")["motion"].read_bytes()
+    monkeypatch.setenv("VIDLORA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    server.routes["/files/motion.safetensors"] = send_bytes(data)
+    _hub_repo(server, "owner/motion", {"motion.safetensors": data})
+
+    lora = vidlora.read_lora(f"{server.url}/files/motion.safetensors")
+    assert lora.rank == 8 and lora.trigger_words == ["bouncing"]
+    h = vidlora.attach(tiny_transformer("wan-t2v"))
+    assert h.add(f"{server.url}/files/motion.safetensors", weight=0.5) == "motion"
+    assert h.add("owner/motion", name="from_hub") == "from_hub"
+    assert h.report()["adapters"][1]["linears"] == h.report()["adapters"][0]["linears"] > 0
