@@ -141,3 +141,18 @@ def test_inspect_json_and_model_check(tmp_path, assets, capsys):
                "transformer.transformer_blocks.0.attn.to_q.lora_B.weight": torch.randn(20, 2)}, hy)
     assert main(["inspect", str(hy), "--model", str(folder), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["compatibility"]["ok"] is False
+
+
+def test_cuda_out_of_memory_is_one_line_with_advice(tmp_path, capsys, monkeypatch):
+    import vidlora.pipelines as pipelines
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(pipelines, "generate", oom)
+    rc = main(["t2v", "--model", "tiny", "--prompt", "x", "--out", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    line = [l for l in err.splitlines() if l.startswith("vidlora: error")][0]
+    assert "out of memory" in line and "--fp8" in line and "--offload" in line and "--frames" in line
+    assert not (tmp_path / "o.mp4").exists()

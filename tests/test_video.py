@@ -183,3 +183,17 @@ def test_read_metadata_of_foreign_video_is_empty(tmp_path):
     assert read_mp4_metadata(out) == {}
     with pytest.raises(VidloraError, match="no video"):
         read_mp4_metadata(tmp_path / "missing.mp4")
+
+
+def test_output_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    import numpy as np
+
+    mask = os.umask(0o022)
+    try:
+        out = write_mp4(np.zeros((3, 16, 16, 3), dtype=np.uint8), tmp_path / "perm.mp4", fps=8)
+    finally:
+        os.umask(mask)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(sidecar_path(out).stat().st_mode & 0o777) == oct(0o644)

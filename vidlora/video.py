@@ -79,6 +79,7 @@ def write_mp4(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    _as_created(tmp)
     try:
         _encode(video, tmp, fps, quality, comment)
         _move_into_place(tmp, path, overwrite)
@@ -321,8 +322,17 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
         os.replace(tmp, path)
 
 
+def _as_created(path: Path) -> None:
+    """mkstemp makes 0600 files; give the output the mode a plain open() would (0666 minus
+    the umask), so a video is readable by the other users a normal file would be."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def _write_sidecar(target: Path, record: dict[str, Any]) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    _as_created(Path(tmp_name))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2, sort_keys=True)
