@@ -131,10 +131,11 @@ def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dty
     else:
         kernel = _lora_gemm_kernel
         lora = {"gemm_plain": 0, "gemm_expand": 1, "gemm_fused": 2}[variant]
-        # R = 0 passes y in place of A, B and c (lora_gemm.py): y's strides.
+        # R = 0 passes y in place of A, B and c, and c in place of the unused w_s
+        # (lora_gemm.py): y's types and strides.
         ar, br = (k, r) if r else (n, n)
         args = dict(
-            x_ptr=p, w_ptr=p, bias_ptr=p, w_scale_ptr="*fp32", t_ptr=p, a_ptr=p, b_ptr=p,
+            x_ptr=p, w_ptr=p, bias_ptr=p, w_scale_ptr="*fp32" if r else p, t_ptr=p, a_ptr=p, b_ptr=p,
             c_ptr="*fp32" if r else p, y_ptr=p, M=m, N=n, K=k, R=r, S=m,
             stride_xb=m * k, stride_xs=k, stride_xk=1, stride_wn=k, stride_wk=1,
             stride_tm=r if lora == 1 else n, stride_tr=1, stride_ar=ar, stride_ak=1,

@@ -51,6 +51,9 @@ Inference only: nothing here records autograd history.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -256,6 +259,18 @@ def plan_launch(
     shrink: ShrinkConfig | None = None,
 ) -> LaunchPlan:
     """Pick strategy and configs: explicit arguments, else tuned JSON, else the heuristic."""
+    if strategy is None and gemm is None and shrink is None:
+        return _auto_plan(m, n, k, r, dtype, device)
+    return _plan(m, n, k, r, dtype, device, strategy, gemm, shrink)
+
+
+@functools.lru_cache(maxsize=4096)
+def _auto_plan(m: int, n: int, k: int, r: int, dtype: torch.dtype, device: torch.device) -> LaunchPlan:
+    # Cached: a generation repeats a few dozen (M, N, K, R) keys thousands of times.
+    return _plan(m, n, k, r, dtype, device, None, None, None)
+
+
+def _plan(m, n, k, r, dtype, device, strategy, gemm, shrink) -> LaunchPlan:
     from .tuned import tuned_plan  # local: reads JSON files only when a plan is needed
 
     cap = _capability(device)
@@ -343,33 +358,45 @@ def lora_linear_triton(
     if m == 0 or n == 0:
         return y.view(*x.shape[:-1], n)
     plan = plan_launch(m, n, k, r, x.dtype, x.device, strategy, gemm, shrink)
-    upcast = INTERPRETED and x.dtype == torch.bfloat16
-    precision = _precision(x.dtype)
-    g = plan.gemm
-    even_k = k % g.block_k == 0
-    if plan.strategy == "shrink_expand":
-        t = torch.empty((m, r), dtype=x.dtype, device=x.device)
-        sh = plan.shrink
-        grid_s = (triton.cdiv(m, sh.block_m), triton.cdiv(r, sh.block_r))
-        _lora_shrink_kernel[grid_s](
-            x3, lora_a, lora_scale, t,
-            m, k, r, s,
-            x3.stride(0), x3.stride(1), x3.stride(2),
-            lora_a.stride(0), lora_a.stride(1),
-            lora_scale.stride(0),
-            t.stride(0), t.stride(1),
-            BLOCK_M=sh.block_m, BLOCK_K=sh.block_k, BLOCK_R=sh.block_r,
-            EVEN_K=k % sh.block_k == 0, UPCAST_DOT=upcast, PRECISION=precision,
-            num_warps=sh.num_warps, num_stages=sh.num_stages,
-        )  # fmt: skip
-        lora_mode = 1
-    else:
-        t = y  # unused by the kernel (LORA != 1): any valid pointer will do
-        lora_mode = 2 if plan.strategy == "fused" else 0
-    if r == 0:
-        # Empty tensors may carry a null data pointer, which the launcher refuses; the
-        # LORA = 0 kernel never reads these arguments.
-        lora_a, lora_b, lora_scale = y, y, y[0]
+    flags = dict(UPCAST_DOT=INTERPRETED and x.dtype == torch.bfloat16, PRECISION=_precision(x.dtype))
+    with _on_device(x.device):
+        if plan.strategy == "shrink_expand":
+            t = torch.empty((m, r), dtype=x.dtype, device=x.device)
+            _launch_shrink(plan.shrink, x3, lora_a, lora_scale, t, m, k, r, s, flags)
+        else:
+            t = y  # not read by the kernel (LORA != 1): any valid pointer will do
+        if r == 0:
+            # Empty tensors may carry a null data pointer, which the launcher refuses; the
+            # LORA = 0 kernel never reads these arguments.
+            lora_a, lora_b, lora_scale = y, y, y[0]
+        lora_mode = {"plain": 0, "shrink_expand": 1, "fused": 2}[plan.strategy]
+        _launch_gemm(plan.gemm, lora_mode, x3, weight, bias, weight_scale, t, lora_a, lora_b, lora_scale, y,
+                     m, n, k, r, s, flags)  # fmt: skip
+    return y.view(*x.shape[:-1], n)
+
+
+def _on_device(device: torch.device):
+    # Triton launches on the current CUDA device: make it x's (cuda:1 tensors while
+    # cuda:0 is current would otherwise fault).
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _launch_shrink(sh: ShrinkConfig, x3, lora_a, lora_scale, t, m, k, r, s, flags) -> None:
+    grid = (triton.cdiv(m, sh.block_m), triton.cdiv(r, sh.block_r))
+    _lora_shrink_kernel[grid](
+        x3, lora_a, lora_scale, t,
+        m, k, r, s,
+        x3.stride(0), x3.stride(1), x3.stride(2),
+        lora_a.stride(0), lora_a.stride(1),
+        lora_scale.stride(0),
+        t.stride(0), t.stride(1),
+        BLOCK_M=sh.block_m, BLOCK_K=sh.block_k, BLOCK_R=sh.block_r, EVEN_K=k % sh.block_k == 0,
+        num_warps=sh.num_warps, num_stages=sh.num_stages, **flags,
+    )  # fmt: skip
+
+
+def _launch_gemm(g: GemmConfig, lora_mode, x3, weight, bias, weight_scale, t, lora_a, lora_b, lora_scale, y,
+                 m, n, k, r, s, flags) -> None:  # fmt: skip
     grid = (triton.cdiv(m, g.block_m) * triton.cdiv(n, g.block_n),)
     _lora_gemm_kernel[grid](
         x3, weight, bias if bias is not None else y, weight_scale if weight_scale is not None else lora_scale,
@@ -384,7 +411,6 @@ def lora_linear_triton(
         y.stride(0), y.stride(1),
         LORA=lora_mode, HAS_BIAS=bias is not None, HAS_W_SCALE=weight_scale is not None,
         BLOCK_M=g.block_m, BLOCK_N=g.block_n, BLOCK_K=g.block_k, BLOCK_R=g.block_r,
-        GROUP_M=g.group_m, EVEN_K=even_k, UPCAST_DOT=upcast, PRECISION=precision,
-        num_warps=g.num_warps, num_stages=g.num_stages,
+        GROUP_M=g.group_m, EVEN_K=k % g.block_k == 0,
+        num_warps=g.num_warps, num_stages=g.num_stages, **flags,
     )  # fmt: skip
-    return y.view(*x.shape[:-1], n)
