@@ -191,6 +191,38 @@ def _by(rows: list[dict], **match: Any) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
+# Issue 2's H100 goals: (label, shape, M, R, method, limit on time / base time).
+_GPU_GOALS = (
+    ("Triton R = 0 within 1.05x cuBLAS", "wan14b.proj", 32760, 32, "triton_r0", 1.05),
+    ("rank 32, fused q/k/v <= 1.04x base", "wan14b.qkv", 32760, 32, "vidlora", 1.04),
+    ("rank 32, FFN up <= 1.04x base", "wan14b.ffn_up", 32760, 32, "vidlora", 1.04),
+    ("rank 32, 5120 x 5120 projection <= 1.07x base", "wan14b.proj", 32760, 32, "vidlora", 1.07),
+    ("four stacked adapters (R 128), fused q/k/v <= 1.10x base", "wan14b.qkv", 32760, 128, "vidlora", 1.10),
+)
+
+
+def _gpu_goal_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for label, shape, m, r, method, limit in _GPU_GOALS:
+        row = _by(rows, shape=shape, m=m, r=r, method=method)
+        if row is None:
+            lines.append(f"goal ({label}): not measured in this run")
+            continue
+        ok = row["ratio_vs_base"] <= limit
+        lines.append(f"goal ({label}): {row['ratio_vs_base']:.3f}x: {'met' if ok else 'NOT met'}")
+    for m in GPU_TOKENS:
+        r32 = _by(rows, shape="wan14b.qkv", m=m, r=32, method="vidlora")
+        for r in (4, 8):
+            small = _by(rows, shape="wan14b.qkv", m=m, r=r, method="vidlora")
+            if r32 and small:
+                ok = small["ms"] <= r32["ms"]
+                lines.append(
+                    f"goal (rank {r} no slower than 32, fused q/k/v, M {m}): {small['ms']:.3f} vs "
+                    f"{r32['ms']:.3f} ms: {'met' if ok else 'NOT met'}"
+                )
+    return lines
+
+
 def _report(rows: list[dict[str, Any]]) -> str:
     lines = []
     run = rows[0]["run"] if rows else "?"
@@ -206,6 +238,8 @@ def _report(rows: list[dict[str, Any]]) -> str:
         if "floor_ms" in r:
             line += f" {r['floor_ms']:>9.3f} {r['ratio_vs_floor']:>7.3f}"
         lines.append(line)
+    if run == "cuda":
+        lines += _gpu_goal_lines(rows)
     if run == "cpu":
         for dtype in ("float32", "bfloat16"):
             ref = _by(rows, shape=CPU_GOAL[0], dtype=dtype, method="vidlora")

@@ -48,3 +48,17 @@ def test_cpu_rows_carry_the_environment_and_same_run_ratios(tmp_path):
 def test_cpu_timers_need_five_runs():
     with pytest.raises(ValueError, match="at least 5"):
         harness.time_cpu(lambda: None, repeats=3)
+
+
+def test_gpu_goal_lines_judge_ratios_measured_in_the_run():
+    # Synthetic rows (not measurements): only the judging logic is under test.
+    def row(shape, r, method, ratio, ms=1.0):
+        return {"shape": shape, "m": 32760, "r": r, "method": method, "ratio_vs_base": ratio, "ms": ms}
+
+    rows = [row("wan14b.proj", 32, "triton_r0", 1.02), row("wan14b.qkv", 32, "vidlora", 1.06, ms=2.0),
+            row("wan14b.qkv", 4, "vidlora", 1.05, ms=2.1)]  # fmt: skip
+    lines = kernel_bench._gpu_goal_lines(rows)
+    assert "goal (Triton R = 0 within 1.05x cuBLAS): 1.020x: met" in lines
+    assert "goal (rank 32, fused q/k/v <= 1.04x base): 1.060x: NOT met" in lines
+    assert "goal (rank 32, FFN up <= 1.04x base): not measured in this run" in lines
+    assert any(line.startswith("goal (rank 4 no slower than 32") and line.endswith("NOT met") for line in lines)
