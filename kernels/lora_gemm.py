@@ -52,13 +52,13 @@ Inference only: nothing here records autograd history.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 
 import torch
 import triton
 import triton.language as tl
 
-from .backend import interpreter_enabled
 from .checks import check_lora_linear_args
 from .heuristics import (
     FUSED_MAX_RANK,
@@ -227,18 +227,13 @@ def _lora_gemm_kernel(
 INTERPRETED = not isinstance(_lora_gemm_kernel, triton.runtime.JITFunction)
 
 
+@dataclasses.dataclass(frozen=True)
 class LaunchPlan:
     """The strategy and configs one call uses (returned by :func:`plan_launch`)."""
 
-    __slots__ = ("strategy", "gemm", "shrink")
-
-    def __init__(self, strategy: str, gemm: GemmConfig, shrink: ShrinkConfig | None) -> None:
-        self.strategy = strategy
-        self.gemm = gemm
-        self.shrink = shrink
-
-    def __repr__(self) -> str:
-        return f"LaunchPlan({self.strategy!r}, {self.gemm}, {self.shrink})"
+    strategy: str  # "plain" | "shrink_expand" | "fused"
+    gemm: GemmConfig
+    shrink: ShrinkConfig | None  # only for "shrink_expand"
 
 
 def _capability(device: torch.device) -> tuple[int, int] | None:
