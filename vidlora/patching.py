@@ -169,9 +169,6 @@ def _fuse(pm: PatchedModel, attn_path: str, fused_attr: str, paths: list[str]) -
         start += lin.out_features
     unit_path = f"{attn_path}.{fused_attr}"
     unit = LoRALinear(weight, bias, parts, unit_path, compute_dtype=_compute_dtype(lins[0]))
-    scales = [getattr(lin, "weight_scale", None) for lin in lins]
-    if weight.dtype == FP8_DTYPE:
-        unit._loaded_scale = _cat_scales(scales, lins)
     # Release the separate tensors: the weight now lives once, in the unit.
     for p, lin, part in zip(paths, lins, parts):
         for param in lin.parameters(recurse=False):
@@ -185,15 +182,18 @@ def _fuse(pm: PatchedModel, attn_path: str, fused_attr: str, paths: list[str]) -
     pm.units[unit_path] = unit
 
 
-def _cat_scales(scales, lins) -> torch.Tensor | None:
-    """Per-channel scales of FP8 sibling weights, concatenated (1 where a part has none)."""
+def _stored_scale(pm: PatchedModel, unit: LoRALinear) -> torch.Tensor | None:
+    """The per-channel scales an FP8 checkpoint stored with the unit's weights (a
+    ``weight_scale`` buffer on each original Linear; a part without one counts as 1)."""
+    lins = [pm.originals[p.path] for p in unit.parts]
+    scales = [getattr(lin, "weight_scale", None) for lin in lins]
     if all(s is None for s in scales):
         return None
     out = []
     for s, lin in zip(scales, lins):
         s = torch.ones(1) if s is None else s.detach().float().reshape(-1)
-        out.append(s.expand(lin.out_features) if s.numel() == 1 else s)
-    return torch.cat([o.to(out[0].device) for o in out])
+        out.append((s.expand(lin.out_features) if s.numel() == 1 else s).to(unit.weight.device))
+    return torch.cat(out)
 
 
 def patch_linear(pm: PatchedModel, path: str) -> LoRALinear:
@@ -205,8 +205,6 @@ def patch_linear(pm: PatchedModel, path: str) -> LoRALinear:
     if not isinstance(lin, nn.Linear):
         raise VidloraError(f"{pm.key}.{path} is a {type(lin).__name__}, not a Linear: vidlora cannot put a LoRA on it")
     unit = LoRALinear(lin.weight, lin.bias, [Part(path, 0, lin.out_features)], path, compute_dtype=_compute_dtype(lin))
-    if lin.weight.dtype == FP8_DTYPE:
-        unit._loaded_scale = getattr(lin, "weight_scale", None)
     _set_module(pm.model, path, unit)
     pm.originals[path] = lin
     pm.part_unit[path] = unit
@@ -237,7 +235,7 @@ def patch_model(
                 patch_linear(pm, path)
         for unit in pm.units.values():
             if unit.weight.dtype == FP8_DTYPE:
-                unit.adopt_fp8(fp8 or "w8a16", getattr(unit, "_loaded_scale", None))
+                unit.adopt_fp8(fp8 or "w8a16", _stored_scale(pm, unit))
             elif fp8:
                 unit.quantize_(fp8, device=device, keep_original=keep_original)
         if device is not None:
