@@ -156,3 +156,16 @@ def test_cuda_out_of_memory_is_one_line_with_advice(tmp_path, capsys, monkeypatc
     line = [l for l in err.splitlines() if l.startswith("vidlora: error")][0]
     assert "out of memory" in line and "--fp8" in line and "--offload" in line and "--frames" in line
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_wan22_expert_loras_from_the_command_line(tmp_path, assets, capsys):
+    out = tmp_path / "a14b.mp4"
+    rc = main(["t2v", "--model", "tiny:wan2.2-t2v-a14b", "--prompt", "a ball, bouncing", "--frames", "5",
+               "--steps", "2", "--size", "32x32", "--guidance-2", "3.0",
+               "--lora-high", f"{assets['motion']}:0.7", "--lora-low", str(assets["motion"]), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    meta = read_mp4_metadata(out)
+    assert [(l["name"], l["expert"], l["weight"]) for l in meta["loras"]] == [("motion", "high", 0.7), ("motion_2", "low", 1.0)]
+    assert meta["guidance_2"] == 3.0
+    assert "expert=high" in err and "expert=low" in err
