@@ -84,8 +84,9 @@ def hunyuan_truth_spec(model: nn.Module, scheme: str) -> tuple[list[str], list[s
     return paths, deltas
 
 
-def load_with_diffusers(model: nn.Module, path: str) -> nn.Module:
-    """A copy of ``model`` with the file loaded by diffusers' own loader + PEFT."""
+def load_with_diffusers(model: nn.Module, path, weights: dict[str, float] | None = None) -> nn.Module:
+    """A copy of ``model`` with LoRA files loaded by diffusers' own loader + PEFT: one
+    ``path``, or {adapter name: path} stacked with ``set_adapters(names, weights)``."""
     from diffusers.loaders import HunyuanVideoLoraLoaderMixin, WanLoraLoaderMixin
 
     mixin = WanLoraLoaderMixin if type(model).__name__.startswith("Wan") else HunyuanVideoLoraLoaderMixin
@@ -100,7 +101,12 @@ def load_with_diffusers(model: nn.Module, path: str) -> nn.Module:
             self.transformer = transformer
 
     pipe = _Pipe(copy.deepcopy(model))
-    pipe.load_lora_weights(path)
+    if not isinstance(path, dict):
+        pipe.load_lora_weights(path)
+        return pipe.transformer
+    for name, file in path.items():
+        pipe.load_lora_weights(file, adapter_name=name)
+    pipe.set_adapters(list(weights), list(weights.values()))
     return pipe.transformer
 
 

@@ -13,30 +13,9 @@ pytest.importorskip("peft")
 import vidlora
 from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
 
-from formats_cases import hunyuan_truth_spec, wan_truth_spec
+from formats_cases import hunyuan_truth_spec, load_with_diffusers, wan_truth_spec
 from lora_writers import random_truth, write_lora
 from merge_reference import run
-
-
-def _peft_copy(model, files: dict[str, str], weights: dict[str, float]):
-    from diffusers.loaders import HunyuanVideoLoraLoaderMixin, WanLoraLoaderMixin
-
-    mixin = WanLoraLoaderMixin if type(model).__name__.startswith("Wan") else HunyuanVideoLoraLoaderMixin
-
-    class _Pipe(mixin):  # the smallest object load_lora_weights accepts
-        transformer_name = "transformer"
-        _lora_loadable_modules = ["transformer"]
-        hf_device_map = None
-        components: dict = {}
-
-        def __init__(self, transformer):
-            self.transformer = transformer
-
-    pipe = _Pipe(copy.deepcopy(model))
-    for name, path in files.items():
-        pipe.load_lora_weights(path, adapter_name=name)
-    pipe.set_adapters(list(weights), list(weights.values()))
-    return pipe.transformer
 
 
 @pytest.mark.parametrize(
@@ -58,7 +37,7 @@ def test_three_stacked_files_match_diffusers_peft(tmp_path, kind, schemes):
     weights = {"a0": 0.8, "a1": -0.6, "a2": 1.3}
 
     base = run(model, inputs)
-    theirs = run(_peft_copy(model, files, weights), inputs)
+    theirs = run(load_with_diffusers(model, files, weights), inputs)
     fresh = copy.deepcopy(model)  # unpatched, for the second diffusers run
     h = vidlora.attach(model)
     for name, path in files.items():
@@ -71,4 +50,4 @@ def test_three_stacked_files_match_diffusers_peft(tmp_path, kind, schemes):
     new = {"a0": 0.25, "a1": 0.0, "a2": -1.0}
     for name, w in new.items():
         h.set_weight(name, w)
-    torch.testing.assert_close(run(model, inputs), run(_peft_copy(fresh, files, new), inputs), atol=3e-5, rtol=1e-4)
+    torch.testing.assert_close(run(model, inputs), run(load_with_diffusers(fresh, files, new), inputs), atol=3e-5, rtol=1e-4)

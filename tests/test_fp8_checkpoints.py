@@ -9,26 +9,12 @@ from safetensors.torch import save_file
 
 import vidlora
 from vidlora.errors import LoRAFormatError
-from vidlora.formats.wan_names import BLOCK_INNER
 from vidlora.fp8_checkpoints import load_fp8_scaled_wan
 from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
 
 from attach_helpers import merged_copy, random_lora, run
+from lora_writers import _WAN_INNER as _INNER, _WAN_TOP as _TOP  # diffusers -> original Wan names
 
-_TOP = {
-    "condition_embedder.text_embedder.linear_1": "text_embedding.0",
-    "condition_embedder.text_embedder.linear_2": "text_embedding.2",
-    "condition_embedder.time_embedder.linear_1": "time_embedding.0",
-    "condition_embedder.time_embedder.linear_2": "time_embedding.2",
-    "condition_embedder.time_proj": "time_projection.1",
-    "condition_embedder.image_embedder.norm1": "img_emb.proj.0",
-    "condition_embedder.image_embedder.ff.net.0.proj": "img_emb.proj.1",
-    "condition_embedder.image_embedder.ff.net.2": "img_emb.proj.3",
-    "condition_embedder.image_embedder.norm2": "img_emb.proj.4",
-    "proj_out": "head.head",
-    "patch_embedding": "patch_embedding",
-}
-_INNER = {v: k for k, v in BLOCK_INNER.items()}
 
 
 def _original_key(name: str) -> str:
