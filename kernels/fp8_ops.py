@@ -11,6 +11,11 @@ from typing import Optional
 
 import torch
 
+if __name__ != "vidlora.kernels.fp8_ops":
+    # A second copy (imported as kernels.fp8_ops from a checkout's root) would re-register
+    # the op bound to a second backend state: see vidlora/kernels/__init__.py.
+    raise ImportError(f"import vidlora.kernels.fp8_ops, not {__name__} (this folder is vidlora.kernels)")
+
 from .backend import resolve_backend
 from .fp8_reference import lora_linear_fp8_reference
 

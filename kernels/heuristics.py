@@ -41,6 +41,32 @@ The shrink kernel streams x once: 64 rows x 128 K per step (16 KB of x per stage
 the rank-128 staging would not fit, see shrink_config), 4 warps, 4 stages; at M = 32760
 that is 512 programs for 132 SMs. Tuned configs are not attempted by hand: kernels/tune.py
 measures them on a GPU and stores them as data.
+FP8 bases (``fp8_gemm.py``)
+---------------------------
+W8A16 runs the same GEMM with its weight tile loaded as fp8 and upcast in registers: the
+MMA is the 16-bit one, so the strategy rule and tiles are the 16-bit ones above (the fp8
+W staging is half their bytes, so they fit wherever those do).
+
+W8A8 has one strategy per rank: a quantize pass over x (per-token scale amax/448, x8
+written as e4m3) that also computes T = (x A^T) * c from the unquantized x, then the
+fp8 x fp8 GEMM with T B^T in its epilogue ("shrink_expand"; "plain" at R = 0). The fused
+strategy does not apply: it would have to read the unquantized x inside an fp8 K loop.
+GEMM tiles: 1-byte operands, so BLOCK_K = 128 (one 128-wide K step moves the bytes a
+64-wide bf16 step moves; Triton's H100 fp8 matmul tutorial uses 128 x 256 x 128 too):
+128 x 256 x 128 x 3 stages = 144 KB on sm_90; 128 x 128 tiles where that does not fit
+(99 KB parts: 128 x 128 x 64 x 4 stages = 64 KB; the audit measures what is used).
+
+The quantize pass reads each row block twice: once for amax and T, once (after the scale
+is known) to write x8. The second read must come from L2, so the pass runs a persistent
+grid: ``programs`` programs each walk their row blocks one at a time, and the second walk
+goes over K backwards (the tiles read last come back first). Between the two reads of a
+tile at most programs x BLOCK_M x K x e bytes of other rows pass through L2. The rule
+keeps that under half of L2 (the other half holds W, A and x8 traffic), but never under
+half the SMs (fewer would leave HBM bandwidth unused): H100 (50 MB L2, 132 SMs), bf16,
+BLOCK_M = 32: K = 3072 -> 132 programs (25.9 MB in flight), K = 5120 -> 80 (26.2 MB),
+K = 13824 -> 66 (58 MB: the early tiles of a block may miss L2; worst case one more read
+of x, 0.27 ms against ~3.5 ms of fp8 GEMM at M = 32760). BLOCK_M = 32 re-reads A from L2
+once per 32 rows (R/32 of the x traffic at rank R). Estimates until a GPU measures them.
 """
 
 from __future__ import annotations
@@ -61,6 +87,12 @@ __all__ = [
     "strategy_costs",
     "choose_strategy",
     "FUSED_MAX_RANK",
+    "FP8_MODES",
+    "QUANT_MAX_RANK",
+    "QuantConfig",
+    "fp8_strategy",
+    "fp8_gemm_config",
+    "quant_config",
 ]
 
 STRATEGIES = ("plain", "shrink_expand", "fused")
@@ -226,3 +258,101 @@ def choose_strategy(
     block_n = gemm_config(m, n, k, r, capability, "fused").block_n
     costs = strategy_costs(m, n, k, r, block_n, elem_bytes, hardware_model(capability))
     return "fused" if costs["fused"] < costs["shrink_expand"] else "shrink_expand"
+
+
+# ------------------------------------------------------------------------ FP8 bases
+FP8_MODES = ("w8a16", "w8a8")
+# The quantize pass keeps T for the whole rank in one [BLOCK_M, R_pad] fp32 accumulator;
+# above 128 (four stacked rank-32 adapters) T comes from the shrink kernel instead, at the
+# cost of one more read of x.
+QUANT_MAX_RANK = 128
+# Used where no device can be asked (the interpreter, AOT): an H100 SXM's 132 SMs and 50 MB L2.
+_DEFAULT_SM_COUNT = 132
+_DEFAULT_L2_BYTES = 50 * 1024 * 1024
+_QUANT_BLOCK_M = 32
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Tiles and grid of the W8A8 quantize pass (x8, per-row scales and T in one kernel)."""
+
+    block_m: int
+    block_k: int
+    block_r: int
+    programs: int  # persistent grid size (see the module doc)
+    num_warps: int
+    num_stages: int
+
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_k", "block_r"):
+            v = getattr(self, name)
+            if v < _MIN_MMA_K or v & (v - 1):
+                raise ValueError(f"QuantConfig.{name} must be a power of two >= 16, got {v}")
+        if self.programs < 1 or self.num_warps not in (1, 2, 4, 8, 16) or self.num_stages < 1:
+            raise ValueError(f"QuantConfig has an invalid programs/num_warps/num_stages: {self}")
+
+
+def _check_fp8_mode(mode: str) -> None:
+    if mode not in FP8_MODES:
+        raise ValueError(f"unknown FP8 mode {mode!r}; expected one of {', '.join(FP8_MODES)}")
+
+
+def fp8_strategy(
+    m: int, n: int, k: int, r: int, elem_bytes: int, capability: tuple[int, int] | None, mode: str
+) -> str:
+    """W8A16: the 16-bit rule (same MMA, same costs); W8A8: "plain" or "shrink_expand"."""
+    _check_fp8_mode(mode)
+    if mode == "w8a16":
+        return choose_strategy(m, n, k, r, elem_bytes, capability)
+    return "plain" if r == 0 else "shrink_expand"
+
+
+def fp8_gemm_config(
+    m: int, n: int, k: int, r: int, capability: tuple[int, int] | None, strategy: str, mode: str
+) -> GemmConfig:
+    """GEMM tiles for an FP8 base (module doc)."""
+    _check_fp8_mode(mode)
+    if mode == "w8a16":
+        return gemm_config(m, n, k, r, capability, strategy)
+    block_r = pad_rank(r, _EXPAND_MAX_BLOCK_R)
+    limit = shared_memory_limit(capability)
+    if m <= 64:
+        tiles = (64, 128, 4)
+    elif (128 + 256) * 128 * 3 <= limit:
+        tiles = (128, 256, 8)
+    else:
+        tiles = (128, 128, 8)
+    bm, bn, warps = tiles
+    # 1-byte operands; the widest K step, then the most stages, whose staging fits in
+    # 2/3 of the limit (the 16-bit T and B tiles of the epilogue need room too).
+    bk, stages = next(
+        ((bk, st) for bk, st in ((128, 4), (128, 3), (64, 4), (64, 3)) if (bm + bn) * bk * st <= limit * 2 // 3),
+        (32, 3),
+    )
+    return GemmConfig(bm, bn, bk, block_r, 8, warps, stages)
+
+
+def quant_config(
+    m: int,
+    k: int,
+    r: int,
+    elem_bytes: int,
+    capability: tuple[int, int] | None,
+    sm_count: int | None = None,
+    l2_bytes: int | None = None,
+) -> QuantConfig:
+    """Tiles and persistent grid of the W8A8 quantize pass (module doc: the L2 rule).
+
+    ``sm_count`` / ``l2_bytes``: the device's (None: an H100's, for the interpreter and AOT).
+    """
+    sm_count = sm_count or _DEFAULT_SM_COUNT
+    l2_bytes = l2_bytes or _DEFAULT_L2_BYTES
+    block_m = _QUANT_BLOCK_M
+    block_r = pad_rank(min(r, QUANT_MAX_RANK))
+    limit = shared_memory_limit(capability)
+    stages = 4
+    block_k = next((bk for bk in (128, 64) if (block_m + block_r) * bk * elem_bytes * stages <= limit // 2), 32)
+    blocks = math.ceil(max(m, 1) / block_m)
+    fit = (l2_bytes // 2) // (block_m * k * elem_bytes)
+    programs = max(1, min(blocks, max(sm_count // 2, min(sm_count, fit))))
+    return QuantConfig(block_m, block_k, block_r, programs, 4, stages)

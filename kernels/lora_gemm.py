@@ -92,16 +92,44 @@ def _load_k_tile(ptrs, k_mask, EVEN_K: tl.constexpr):
 
 
 @triton.jit
-def _load_base_tile(ptrs, k_mask, EVEN_K: tl.constexpr):
-    """One K step of the base weight tile W^T [BLOCK_K, BLOCK_N], in the MMA dtype.
+def _e4m3_bytes_to(b, like):
+    """float8_e4m3fn bit patterns (uint8) -> exact values in ``like``'s dtype, integer ops only.
 
-    The step an FP8 base replaces (load fp8 + upcast for W8A16, or fp8 straight into the
-    MMA for W8A8); its per-channel scale is the epilogue's HAS_W_SCALE step.
+    For GPUs that refuse ``fp8e4nv`` pointers (sm_80). e4m3 is 1 sign, 4 exponent (bias
+    7), 3 mantissa bits. Placed into an fp16 pattern as sign << 15 | (byte & 0x7F) << 7,
+    exponent and mantissa land on fp16's low exponent / high mantissa bits, which encodes
+    value * 2^-8 for every finite byte, subnormals included (e4m3's exponent-0 numbers
+    m * 2^-9 become fp16 subnormals m * 2^-17); times 256 (a power of two) restores the
+    value exactly. 0x7F / 0xFF are NaN in e4m3fn (it has no infinities).
+    """
+    b16 = b.to(tl.uint16)
+    h = ((b16 & 0x80) << 8) | ((b16 & 0x7F) << 7)
+    h = tl.where((b16 & 0x7F) == 0x7F, h | 0x7E00, h)  # fp16 NaN
+    # fp16 -> fp32 keeps fp16 subnormals exactly; the product is a normal fp32 number.
+    v = h.to(tl.float16, bitcast=True).to(tl.float32) * 256.0
+    return v.to(like.dtype)
+
+
+@triton.jit
+def _load_base_tile(ptrs, k_mask, like, EVEN_K: tl.constexpr, BASE: tl.constexpr):
+    """One K step of the base weight tile W^T [BLOCK_K, BLOCK_N], ready for the MMA with
+    ``like`` (the x tile of the same step).
+
+    BASE 0: W in x's dtype. BASE 1 (FP8 W8A16): float8_e4m3fn loaded and upcast in
+    registers to x's dtype (exact: every e4m3 value is an fp16/bf16/fp32 value). BASE 2
+    (W8A16 where fp8 pointers are refused, sm_80): the same bytes read as uint8 and
+    converted by :func:`_e4m3_bytes_to`. BASE 3 (W8A8): the fp8 tile as is, for the fp8 x
+    fp8 MMA. The per-channel scale is the epilogue's HAS_W_SCALE step.
     """
     if EVEN_K:
-        return tl.load(ptrs)
+        w = tl.load(ptrs)
     else:
-        return tl.load(ptrs, mask=k_mask, other=0.0)
+        w = tl.load(ptrs, mask=k_mask, other=0.0)
+    if BASE == 1:
+        w = w.to(like.dtype)
+    elif BASE == 2:
+        w = _e4m3_bytes_to(w, like)
+    return w
 
 
 @triton.jit
@@ -150,7 +178,7 @@ def _lora_shrink_kernel(
 
 @triton.jit
 def _lora_gemm_kernel(
-    x_ptr, w_ptr, bias_ptr, w_scale_ptr, t_ptr, a_ptr, b_ptr, c_ptr, y_ptr,
+    x_ptr, w_ptr, bias_ptr, w_scale_ptr, x_scale_ptr, t_ptr, a_ptr, b_ptr, c_ptr, y_ptr,
     M, N, K, R, S,
     stride_xb, stride_xs, stride_xk,
     stride_wn, stride_wk,
@@ -159,10 +187,12 @@ def _lora_gemm_kernel(
     stride_bn, stride_br,
     stride_c,
     stride_ym, stride_yn,
-    LORA: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_W_SCALE: tl.constexpr,
+    LORA: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_W_SCALE: tl.constexpr, BASE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
+    # W8A8 reads the quantized x: the LoRA must see the unquantized x (precomputed T).
+    tl.static_assert(BASE != 3 or LORA != 2, "the fused LoRA strategy cannot read an fp8 x")
     # Grouped program order: GROUP_M row tiles share each column tile of W while it is in L2.
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -188,7 +218,7 @@ def _lora_gemm_kernel(
     for k in range(0, tl.cdiv(K, BLOCK_K)):
         k_left = K - k * BLOCK_K
         xt = _load_k_tile(x_ptrs, offs_k[None, :] < k_left, EVEN_K)
-        wt = _load_base_tile(w_ptrs, offs_k[:, None] < k_left, EVEN_K)
+        wt = _load_base_tile(w_ptrs, offs_k[:, None] < k_left, xt, EVEN_K, BASE)
         acc = _mma(xt, wt, acc, UPCAST_DOT, PRECISION)
         if LORA == 2:
             at = _load_k_tile(a_ptrs, offs_k[:, None] < k_left, EVEN_K)
@@ -197,10 +227,13 @@ def _lora_gemm_kernel(
         x_ptrs += BLOCK_K * stride_xk
         w_ptrs += BLOCK_K * stride_wk
 
-    # Epilogue, all in fp32: (* w_s) + T B^T + b, then one rounding and one store of y.
+    # Epilogue, all in fp32: (* w_s) (* x_s) + T B^T + b, then one rounding and one store of y.
     if HAS_W_SCALE:
         w_scale = tl.load(w_scale_ptr + offs_n, mask=offs_n < N, other=0.0)
         acc = acc * w_scale[None, :]
+    if BASE == 3:
+        x_scale = tl.load(x_scale_ptr + offs_m % M)
+        acc = acc * x_scale[:, None]
     b_cols = (offs_n % N).to(tl.int64)[None, :] * stride_bn
     if LORA == 1:
         t_rows = (offs_m % M).to(tl.int64)[:, None] * stride_tm
@@ -221,6 +254,9 @@ def _lora_gemm_kernel(
     y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
+
+# The GEMM kernel's LORA constexpr for each strategy.
+LORA_MODES = {"plain": 0, "shrink_expand": 1, "fused": 2}
 
 # True when the kernels above were wrapped by the interpreter (TRITON_INTERPRET was set at
 # import): only then can they run on CPU tensors.
@@ -364,9 +400,8 @@ def lora_linear_triton(
             # Empty tensors may carry a null data pointer, which the launcher refuses; the
             # LORA = 0 kernel never reads these arguments.
             lora_a, lora_b, lora_scale = y, y, y[0]
-        lora_mode = {"plain": 0, "shrink_expand": 1, "fused": 2}[plan.strategy]
-        _launch_gemm(plan.gemm, lora_mode, x3, weight, bias, weight_scale, t, lora_a, lora_b, lora_scale, y,
-                     m, n, k, r, s, flags)  # fmt: skip
+        _launch_gemm(plan.gemm, LORA_MODES[plan.strategy], x3, weight, bias, weight_scale, t, lora_a, lora_b,
+                     lora_scale, y, m, n, k, r, s, flags)  # fmt: skip
     return y.view(*x.shape[:-1], n)
 
 
@@ -391,11 +426,14 @@ def _launch_shrink(sh: ShrinkConfig, x3, lora_a, lora_scale, t, m, k, r, s, flag
 
 
 def _launch_gemm(g: GemmConfig, lora_mode, x3, weight, bias, weight_scale, t, lora_a, lora_b, lora_scale, y,
-                 m, n, k, r, s, flags) -> None:  # fmt: skip
+                 m, n, k, r, s, flags, base: int = 0, x_scale=None) -> None:  # fmt: skip
+    """One GEMM launch. ``base`` is the kernel's BASE mode (see ``_load_base_tile``); with
+    BASE 3, ``x3`` holds the fp8 x and ``x_scale`` its per-row scales. Unused pointer
+    arguments get a valid stand-in (never read: the constexpr flags compile them out)."""
     grid = (triton.cdiv(m, g.block_m) * triton.cdiv(n, g.block_n),)
     _lora_gemm_kernel[grid](
         x3, weight, bias if bias is not None else y, weight_scale if weight_scale is not None else lora_scale,
-        t, lora_a, lora_b, lora_scale, y,
+        x_scale if x_scale is not None else lora_scale, t, lora_a, lora_b, lora_scale, y,
         m, n, k, r, s,
         x3.stride(0), x3.stride(1), x3.stride(2),
         weight.stride(0), weight.stride(1),
@@ -404,7 +442,7 @@ def _launch_gemm(g: GemmConfig, lora_mode, x3, weight, bias, weight_scale, t, lo
         lora_b.stride(0), lora_b.stride(1),
         lora_scale.stride(0),
         y.stride(0), y.stride(1),
-        LORA=lora_mode, HAS_BIAS=bias is not None, HAS_W_SCALE=weight_scale is not None,
+        LORA=lora_mode, HAS_BIAS=bias is not None, HAS_W_SCALE=weight_scale is not None, BASE=base,
         BLOCK_M=g.block_m, BLOCK_N=g.block_n, BLOCK_K=g.block_k, BLOCK_R=g.block_r,
         GROUP_M=g.group_m, EVEN_K=k % g.block_k == 0,
         num_warps=g.num_warps, num_stages=g.num_stages, **flags,
