@@ -8,16 +8,26 @@ Wan 14B / HunyuanVideo shapes with the tile config the launcher would pick on th
 architecture, and its cubin is read with the cuobjdump that ships with Triton:
 
 - ``mma``: tensor-core MMA instructions in the SASS: HGMMA (warpgroup MMA) on sm_90,
-  HMMA on sm_80/sm_89 (``mma_kind`` says which were found; ``ptx_mma`` lists the PTX
-  MMA instructions, whose operand types show the bf16/fp16 MMA was kept).
+  HMMA on sm_80/sm_89; for the FP8 W8A8 GEMM QGMMA on sm_90 and QMMA on sm_89
+  (``mma_kind`` says which were found, ``mma_expected`` which one must be; ``ptx_mma``
+  lists the PTX MMA instructions, whose operand types show which MMA was kept).
+- ``ptx_cvt``: the PTX e4m3 conversions (W8A16 upcast ``cvt.rn.f16x2.e4m3x2``; the W8A8
+  quantize pass's ``cvt.rn.satfinite.e4m3x2.f32``, round to nearest even, saturating).
 - ``spills``: LDL + STL instructions (local-memory traffic, usually register spills).
 - ``smem``: shared memory per block (bytes), against ``smem_limit`` for the architecture.
 - ``regs``: registers per thread (cuobjdump -res-usage).
 ``ok`` is true when the expected MMA kind is present, shared memory fits and nothing spills.
 
-``--quick`` compiles each of the four kernels once per architecture at one representative
-shape, plus the rank-128 shrink (what the test suite runs); the default is every real shape in kernels/aot.py with
-the kernels its launch plan uses, in bf16 and fp16. This is a proxy, not a timing.
+FP8 bases (``base`` column): W8A16 GEMMs on every architecture (sm_80 reads the fp8
+bytes as uint8 and converts them exactly in registers), W8A8 quantize pass and fp8 GEMMs
+on sm_89 and sm_90 only (on sm_80 the launcher raises BackendUnavailableError: there is no
+fp8 MMA to compile for).
+
+``--quick`` compiles each of the four 16-bit kernels once per architecture at one
+representative shape, plus the rank-128 shrink, and the FP8 kernels a rank-32 call
+launches (what the test suite runs); the default is every real shape in kernels/aot.py
+with the kernels its launch plan uses, in bf16 and fp16, for 16-bit, W8A16 and W8A8 bases.
+This is a proxy, not a timing.
 """
 
 from __future__ import annotations
@@ -35,11 +45,32 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["audit_cases", "audit_one", "sass_stats", "run_audit", "main"]
+__all__ = ["audit_cases", "audit_one", "expected_mma", "sass_stats", "run_audit", "main"]
 
 _MMA_KINDS = ("HGMMA", "HMMA", "QGMMA", "QMMA")
 _EXPECTED_MMA = {80: "HMMA", 89: "HMMA", 90: "HGMMA"}
+_EXPECTED_FP8_MMA = {89: "QMMA", 90: "QGMMA"}
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+# The W8A8 quantize pass must round to nearest even and saturate, as the reference does.
+_SATFINITE_CVT = "cvt.rn.satfinite.e4m3x2.f32"
+
+
+def expected_mma(variant: str, arch: int) -> str:
+    """The tensor-core MMA a variant must issue on ``sm_<arch>``.
+
+    16-bit and W8A16 kernels: HGMMA on sm_90, HMMA below. The W8A8 GEMMs: fp8 MMA (QGMMA
+    on sm_90, QMMA on sm_89). The W8A8 quantize pass: HMMA everywhere: its 32-row tiles
+    are below wgmma's 64-row minimum, and it is bound by reading x, not by its MMA.
+    """
+    if variant.startswith("w8a8_gemm"):
+        return _EXPECTED_FP8_MMA[arch]
+    if variant == "w8a8_quant_shrink":
+        return "HMMA"
+    return _EXPECTED_MMA[arch]
+
+
+def _base(variant: str) -> str:
+    return variant.split("_", 1)[0] if variant.startswith(("w8a16_", "w8a8_")) else "16-bit"
 
 
 def _cuobjdump() -> str:
@@ -72,27 +103,36 @@ def sass_stats(cubin: bytes) -> dict[str, Any]:
 
 def audit_cases(quick: bool) -> list[tuple[str, int, str, str]]:
     """(kernel variant, arch, shape name, dtype) to compile."""
-    from vidlora.kernels.aot import ARCHS, REAL_SHAPES
-    from vidlora.kernels.heuristics import choose_strategy
+    from vidlora.kernels.aot import ARCHS, REAL_SHAPES, variant_archs
+    from vidlora.kernels.heuristics import choose_strategy, fp8_strategy
 
     if quick:
         # The four kernels once per arch: the 5120 projection (shrink+expand plan), the
-        # 256-token one (fused plan), and the rank-128 shrink (largest staging tiles).
+        # 256-token one (fused plan), and the rank-128 shrink (largest staging tiles);
+        # FP8: W8A16 expand and fused GEMMs, the W8A8 quantize pass and fp8 GEMM.
         picks = [("gemm_plain", "wan14b.proj"), ("shrink", "wan14b.proj"), ("shrink", "wan14b.qkv.r128"),
-                 ("gemm_expand", "wan14b.proj"), ("gemm_fused", "wan14b.proj.m256")]  # fmt: skip
-        return [(v, arch, s, "bf16") for arch in ARCHS for v, s in picks]
+                 ("gemm_expand", "wan14b.proj"), ("gemm_fused", "wan14b.proj.m256"),
+                 ("w8a16_gemm_expand", "wan14b.proj"), ("w8a16_gemm_fused", "wan14b.proj.m256"),
+                 ("w8a8_quant_shrink", "wan14b.proj"), ("w8a8_gemm_expand", "wan14b.proj")]  # fmt: skip
+        return [(v, arch, s, "bf16") for arch in ARCHS for v, s in picks if arch in variant_archs(v)]
     cases = []
     for dtype in _DTYPES:
         for arch in ARCHS:
+            cap = (arch // 10, arch % 10)
             for s in REAL_SHAPES:
-                strategy = choose_strategy(s.m, s.n, s.k, s.r, 2, (arch // 10, arch % 10))
+                strategy = choose_strategy(s.m, s.n, s.k, s.r, 2, cap)
                 kernels = {"shrink_expand": ["shrink", "gemm_expand"], "fused": ["gemm_fused"]}[strategy]
+                w8a16 = {"shrink_expand": "w8a16_gemm_expand", "fused": "w8a16_gemm_fused"}[
+                    fp8_strategy(s.m, s.n, s.k, s.r, 2, cap, "w8a16")]  # fmt: skip
+                kernels += ["w8a16_gemm_plain", w8a16, "w8a8_quant_shrink", "w8a8_gemm_plain", "w8a8_gemm_expand"]
                 for v in ["gemm_plain", *kernels]:
-                    cases.append((v, arch, s.name, dtype))
-            if (("gemm_fused", arch, "wan14b.proj.m256", dtype)) not in cases:
-                # Small-M calls may pick it on every arch (at fewer rows than 256 on
-                # sm_80/sm_89): audit it everywhere.
-                cases.append(("gemm_fused", arch, "wan14b.proj.m256", dtype))
+                    if arch in variant_archs(v) and (v, arch, s.name, dtype) not in cases:
+                        cases.append((v, arch, s.name, dtype))
+            for v in ("gemm_fused", "w8a16_gemm_fused"):
+                if (v, arch, "wan14b.proj.m256", dtype) not in cases:
+                    # Small-M calls may pick it on every arch (at fewer rows than 256 on
+                    # sm_80/sm_89): audit it everywhere.
+                    cases.append((v, arch, "wan14b.proj.m256", dtype))
     return cases
 
 
@@ -100,7 +140,7 @@ def audit_one(case: tuple[str, int, str, str]) -> dict[str, Any]:
     """Compile one case and read its machine code; returns one result row."""
     import torch
 
-    from vidlora.kernels.aot import KERNEL_VARIANTS, REAL_SHAPES, SHARED_MEMORY_LIMIT, _plan, compile_variant
+    from vidlora.kernels.aot import FP8_KERNEL_VARIANTS, KERNEL_VARIANTS, REAL_SHAPES, SHARED_MEMORY_LIMIT, _plan, compile_variant
 
     variant, arch, shape_name, dtype = case
     shape = next(s for s in REAL_SHAPES if s.name == shape_name)
@@ -108,25 +148,30 @@ def audit_one(case: tuple[str, int, str, str]) -> dict[str, Any]:
     compiled = compile_variant(variant, arch, shape, getattr(torch, _DTYPES[dtype]))
     compile_s = time.perf_counter() - t0
     stats = sass_stats(compiled.asm["cubin"])
-    gemm, shrink = _plan(variant, arch, shape)
-    config = shrink if variant == "shrink" else gemm
+    gemm, pre = _plan(variant, arch, shape)
+    config = pre if variant in ("shrink", "w8a8_quant_shrink") else gemm
     mma_kind = "+".join(stats["mma_by_kind"]) or "none"
     smem = int(compiled.metadata.shared)
-    expected = _EXPECTED_MMA[arch]
+    expected = expected_mma(variant, arch)
     spills = stats["ldl"] + stats["stl"]
-    ptx_mma = sorted(set(re.findall(r"(?:wgmma\.mma_async|mma\.sync)[\w.]*", compiled.asm["ptx"])))
+    ptx = compiled.asm["ptx"]
+    ptx_mma = sorted(set(re.findall(r"(?:wgmma\.mma_async|mma\.sync)[\w.]*", ptx)))
+    ptx_cvt = sorted(set(re.findall(r"cvt\.[\w.]*e4m3[\w.]*", ptx)))
+    strategy = FP8_KERNEL_VARIANTS[variant][1] if variant in FP8_KERNEL_VARIANTS else KERNEL_VARIANTS[variant]
     return {
         "kernel": variant,
+        "base": _base(variant),
         "arch": f"sm_{arch}",
         "shape": shape.name,
         "m": shape.m,
         "n": shape.n,
         "k": shape.k,
-        "r": 0 if KERNEL_VARIANTS[variant] == "plain" else shape.r,
+        "r": 0 if strategy == "plain" else shape.r,
         "dtype": dtype,
         "config": {key: getattr(config, key) for key in config.__dataclass_fields__},
         "mma": sum(stats["mma_by_kind"].values()),
         "mma_kind": mma_kind,
+        "mma_expected": expected,
         "spills": spills,
         "ldl": stats["ldl"],
         "stl": stats["stl"],
@@ -134,8 +179,10 @@ def audit_one(case: tuple[str, int, str, str]) -> dict[str, Any]:
         "smem_limit": SHARED_MEMORY_LIMIT[arch],
         "regs": stats["regs"],
         "ptx_mma": ptx_mma,
+        "ptx_cvt": ptx_cvt,
         "compile_s": round(compile_s, 2),
-        "ok": stats["mma_by_kind"].get(expected, 0) > 0 and smem <= SHARED_MEMORY_LIMIT[arch] and spills == 0,
+        "ok": stats["mma_by_kind"].get(expected, 0) > 0 and smem <= SHARED_MEMORY_LIMIT[arch] and spills == 0
+        and (variant != "w8a8_quant_shrink" or _SATFINITE_CVT in ptx_cvt),
     }
 
 
@@ -158,6 +205,8 @@ def run_audit(quick: bool, jobs: int | None = None) -> list[dict[str, Any]]:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     cols = ["kernel", "arch", "shape", "dtype", "mma_kind", "mma", "spills", "regs", "smem", "smem_limit", "ok"]
+    if not rows:
+        return "(no kernels)"
     cells = [[str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
@@ -180,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         bad = [r for r in rows if not r["ok"]]
         print(f"\n{len(rows)} kernels compiled, {len(bad)} not ok" + ("" if not bad else ": " + ", ".join(
             f"{r['kernel']}@{r['arch']}/{r['shape']}/{r['dtype']}" for r in bad)))  # fmt: skip
+        print("FP8 W8A8 on sm_80: not built (no fp8 MMA; the launcher raises BackendUnavailableError "
+              "naming sm_89). FP8 W8A16 on sm_80: compiled above (uint8 loads, exact conversion).")
     if args.save is not None:
         from .harness import environment, results_path
 

@@ -10,6 +10,10 @@ bfloat16, float32 for x, weight, lora_a, lora_b, bias; the result has x's dtype 
 Triton kernels (lora_gemm.py) or the torch reference (reference.py) as ``backend.py``
 selects. Importing this package imports neither Triton nor CUDA.
 
+FP8 bases: ``lora_linear_fp8(x, weight_fp8, weight_scale, bias, lora_a, lora_b,
+lora_scale, act_quant=False)`` runs ``torch.ops.vidlora.lora_linear_fp8`` (fp8_ops.py):
+W8A16 or, with ``act_quant``, W8A8 (fp8_gemm.py; reference: fp8_reference.py).
+
 This folder is only ever ``vidlora.kernels``. When the repository root is on sys.path
 (``python -m pytest`` or a script run from a checkout), ``import kernels`` also finds it,
 and transformers does exactly that while probing for Hugging Face's hub ``kernels``
@@ -25,7 +29,10 @@ from __future__ import annotations
 
 if __name__ == "vidlora.kernels":
     from ._public import lora_delta_reference, lora_linear, lora_linear_reference
+    from .fp8_ops import lora_linear_fp8
+    from .fp8_reference import lora_linear_fp8_reference
 
-    __all__ = ["lora_linear", "lora_linear_reference", "lora_delta_reference"]
+    __all__ = ["lora_linear", "lora_linear_reference", "lora_delta_reference", "lora_linear_fp8",
+               "lora_linear_fp8_reference"]  # fmt: skip
 else:  # imported as top-level "kernels" (see above): define nothing
     __all__ = []

@@ -18,18 +18,50 @@ from dataclasses import dataclass
 
 import torch
 
-from .heuristics import GemmConfig, ShrinkConfig, gemm_config, shared_memory_limit, shrink_config
+from .heuristics import (
+    GemmConfig,
+    QuantConfig,
+    ShrinkConfig,
+    fp8_gemm_config,
+    gemm_config,
+    quant_config,
+    shared_memory_limit,
+    shrink_config,
+)
 
-__all__ = ["KERNEL_VARIANTS", "ARCHS", "SHARED_MEMORY_LIMIT", "AuditShape", "REAL_SHAPES", "compile_variant"]
+__all__ = [
+    "KERNEL_VARIANTS",
+    "FP8_KERNEL_VARIANTS",
+    "ARCHS",
+    "FP8_ARCHS",
+    "SHARED_MEMORY_LIMIT",
+    "AuditShape",
+    "REAL_SHAPES",
+    "compile_variant",
+    "variant_archs",
+]
 
-# variant -> (kernel, strategy): the four kernels a call can launch.
+# variant -> strategy: the four kernels a 16-bit call can launch.
 KERNEL_VARIANTS = {
     "gemm_plain": "plain",  # R = 0: base GEMM only
     "shrink": "shrink_expand",  # T = (x A^T) * c
     "gemm_expand": "shrink_expand",  # base GEMM + T B^T epilogue
     "gemm_fused": "fused",  # base GEMM with T in the same K loop
 }
+# variant -> (FP8 mode, strategy): the kernels an FP8-base call can launch besides the
+# 16-bit shrink (W8A16 shrink+expand uses "shrink" as is).
+FP8_KERNEL_VARIANTS = {
+    "w8a16_gemm_plain": ("w8a16", "plain"),  # fp8 W upcast in registers, 16-bit MMA
+    "w8a16_gemm_expand": ("w8a16", "shrink_expand"),
+    "w8a16_gemm_fused": ("w8a16", "fused"),
+    "w8a8_quant_shrink": ("w8a8", "shrink_expand"),  # x8, x_s and T in one pass over x
+    "w8a8_gemm_plain": ("w8a8", "plain"),  # fp8 x fp8 MMA
+    "w8a8_gemm_expand": ("w8a8", "shrink_expand"),
+}
 ARCHS = (80, 89, 90)
+# W8A8 needs fp8 MMA (sm_89+): on sm_80 the launcher raises BackendUnavailableError, so
+# there is nothing to compile. W8A16 compiles everywhere (uint8 loads on sm_80).
+FP8_ARCHS = {"w8a16": (80, 89, 90), "w8a8": (89, 90)}
 # Per-block opt-in shared memory (bytes): A100 163 KB, Ada 99 KB, H100 227 KB.
 SHARED_MEMORY_LIMIT = {arch: shared_memory_limit((arch // 10, arch % 10)) for arch in ARCHS}
 
@@ -93,11 +125,57 @@ def _source(kernel, args: dict, constexprs: dict):
     return ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
 
 
-def _plan(variant: str, arch: int, s: AuditShape) -> tuple[GemmConfig, ShrinkConfig]:
+def _plan(variant: str, arch: int, s: AuditShape) -> tuple[GemmConfig, ShrinkConfig | QuantConfig]:
+    """The GEMM config and the pre-pass config (shrink or quantize) the launcher would use."""
     cap = (arch // 10, arch % 10)
+    if variant in FP8_KERNEL_VARIANTS:
+        mode, strategy = FP8_KERNEL_VARIANTS[variant]
+        r = 0 if strategy == "plain" else s.r
+        gemm = fp8_gemm_config(s.m, s.n, s.k, r, cap, strategy, mode)
+        return gemm, quant_config(s.m, s.k, r, 2, cap)
     strategy = KERNEL_VARIANTS[variant]
     r = 0 if strategy == "plain" else s.r
     return gemm_config(s.m, s.n, s.k, r, cap, strategy), shrink_config(s.m, s.k, r, cap)
+
+
+def variant_archs(variant: str) -> tuple[int, ...]:
+    """The architectures a variant is compiled for (W8A8: sm_89 and sm_90 only)."""
+    if variant in FP8_KERNEL_VARIANTS:
+        return FP8_ARCHS[FP8_KERNEL_VARIANTS[variant][0]]
+    if variant in KERNEL_VARIANTS:
+        return ARCHS
+    raise ValueError(
+        f"unknown kernel variant {variant!r}; expected one of {', '.join([*KERNEL_VARIANTS, *FP8_KERNEL_VARIANTS])}"
+    )
+
+
+def _gemm_args(variant: str, arch: int, m: int, n: int, k: int, r: int, p: str, g: GemmConfig):
+    """Argument types/values and constexprs of the GEMM kernel as the launcher passes them."""
+    mode, strategy = FP8_KERNEL_VARIANTS.get(variant, (None, KERNEL_VARIANTS.get(variant)))
+    lora = {"plain": 0, "shrink_expand": 1, "fused": 2}[strategy]
+    if mode is None:
+        base, x_p, w_p, w_scale_p = 0, p, p, "*fp32" if r else p
+    elif mode == "w8a16":
+        base, x_p, w_p, w_scale_p = (1, p, "*fp8e4nv", "*fp32") if arch >= 89 else (2, p, "*u8", "*fp32")
+    else:
+        base, x_p, w_p, w_scale_p = 3, "*fp8e4nv", "*fp8e4nv", "*fp32"
+    # R = 0: the 16-bit launcher passes y for A, B and c, the FP8 one y for A and B and
+    # w_s for c; the unused x_s is c (lora_gemm.py / fp8_gemm.py): their types and strides.
+    c_p = "*fp32" if r or mode is not None else p
+    ar, br = (k, r) if r else (n, n)
+    args = dict(
+        x_ptr=x_p, w_ptr=w_p, bias_ptr=p, w_scale_ptr=w_scale_p, x_scale_ptr="*fp32" if base == 3 else c_p,
+        t_ptr=p, a_ptr=p, b_ptr=p, c_ptr=c_p, y_ptr=p, M=m, N=n, K=k, R=r, S=m,
+        stride_xb=m * k, stride_xs=k, stride_xk=1, stride_wn=k, stride_wk=1,
+        stride_tm=r if lora == 1 else n, stride_tr=1, stride_ar=ar, stride_ak=1,
+        stride_bn=br, stride_br=1, stride_c=1, stride_ym=n, stride_yn=1,
+    )  # fmt: skip
+    constexprs = dict(
+        LORA=lora, HAS_BIAS=True, HAS_W_SCALE=mode is not None, BASE=base,
+        BLOCK_M=g.block_m, BLOCK_N=g.block_n, BLOCK_K=g.block_k, BLOCK_R=g.block_r,
+        GROUP_M=g.group_m, EVEN_K=k % g.block_k == 0, UPCAST_DOT=False, PRECISION="tf32",
+    )  # fmt: skip
+    return args, constexprs
 
 
 def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dtype = torch.bfloat16):
@@ -107,13 +185,15 @@ def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dty
     import triton
     from triton.backends.compiler import GPUTarget
 
+    from .fp8_gemm import _quant_shrink_kernel
     from .lora_gemm import _lora_gemm_kernel, _lora_shrink_kernel
 
-    if variant not in KERNEL_VARIANTS:
-        raise ValueError(f"unknown kernel variant {variant!r}; expected one of {', '.join(KERNEL_VARIANTS)}")
-    gemm, shrink = _plan(variant, arch, shape)
+    if arch not in variant_archs(variant):
+        raise ValueError(f"kernel variant {variant!r} is not built for sm_{arch} (only {variant_archs(variant)})")
+    gemm, pre = _plan(variant, arch, shape)
     m, n, k = shape.m, shape.n, shape.k
-    r = 0 if variant == "gemm_plain" else shape.r
+    strategy = FP8_KERNEL_VARIANTS[variant][1] if variant in FP8_KERNEL_VARIANTS else KERNEL_VARIANTS[variant]
+    r = 0 if strategy == "plain" else shape.r
     p = "*" + _TRITON_DTYPE[dtype]
     precision = "tf32"
     if variant == "shrink":
@@ -124,28 +204,25 @@ def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dty
             stride_c=1, stride_tm=r, stride_tr=1,
         )  # fmt: skip
         constexprs = dict(
-            BLOCK_M=shrink.block_m, BLOCK_K=shrink.block_k, BLOCK_R=shrink.block_r,
-            EVEN_K=k % shrink.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
+            BLOCK_M=pre.block_m, BLOCK_K=pre.block_k, BLOCK_R=pre.block_r,
+            EVEN_K=k % pre.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
         )  # fmt: skip
-        options = {"num_warps": shrink.num_warps, "num_stages": shrink.num_stages}
-    else:
-        kernel = _lora_gemm_kernel
-        lora = {"gemm_plain": 0, "gemm_expand": 1, "gemm_fused": 2}[variant]
-        # R = 0 passes y in place of A, B and c, and c in place of the unused w_s
-        # (lora_gemm.py): y's types and strides.
-        ar, br = (k, r) if r else (n, n)
+        options = {"num_warps": pre.num_warps, "num_stages": pre.num_stages}
+    elif variant == "w8a8_quant_shrink":
+        kernel = _quant_shrink_kernel
         args = dict(
-            x_ptr=p, w_ptr=p, bias_ptr=p, w_scale_ptr="*fp32" if r else p, t_ptr=p, a_ptr=p, b_ptr=p,
-            c_ptr="*fp32" if r else p, y_ptr=p, M=m, N=n, K=k, R=r, S=m,
-            stride_xb=m * k, stride_xs=k, stride_xk=1, stride_wn=k, stride_wk=1,
-            stride_tm=r if lora == 1 else n, stride_tr=1, stride_ar=ar, stride_ak=1,
-            stride_bn=br, stride_br=1, stride_c=1, stride_ym=n, stride_yn=1,
+            x_ptr=p, a_ptr=p, c_ptr="*fp32", t_ptr=p, q_ptr="*fp8e4nv", s_ptr="*fp32", M=m, K=k, R=r, S=m,
+            stride_xb=m * k, stride_xs=k, stride_xk=1, stride_ar=k, stride_ak=1,
+            stride_c=1, stride_tm=r, stride_tr=1, stride_qm=k,
         )  # fmt: skip
         constexprs = dict(
-            LORA=lora, HAS_BIAS=True, HAS_W_SCALE=False,
-            BLOCK_M=gemm.block_m, BLOCK_N=gemm.block_n, BLOCK_K=gemm.block_k, BLOCK_R=gemm.block_r,
-            GROUP_M=gemm.group_m, EVEN_K=k % gemm.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
+            HAS_LORA=r > 0, BLOCK_M=pre.block_m, BLOCK_K=pre.block_k, BLOCK_R=pre.block_r,
+            EVEN_K=k % pre.block_k == 0, UPCAST_DOT=False, PRECISION=precision, ROUND_E4M3=False,
         )  # fmt: skip
+        options = {"num_warps": pre.num_warps, "num_stages": pre.num_stages}
+    else:
+        kernel = _lora_gemm_kernel
+        args, constexprs = _gemm_args(variant, arch, m, n, k, r, p, gemm)
         options = {"num_warps": gemm.num_warps, "num_stages": gemm.num_stages}
     src = _source(kernel, args, constexprs)
     return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)

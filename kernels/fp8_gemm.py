@@ -99,8 +99,9 @@ __all__ = [
 # fp8 tensor-core MMA (QMMA) and fp8e4nv pointers exist from sm_89 (Ada) on.
 W8A8_MIN_CAPABILITY = (8, 9)
 FP8_POINTER_MIN_CAPABILITY = (8, 9)
-_E4M3_MAX = 448.0
-_MIN_SCALE = 1e-12  # fp8_reference.quantize_rows_e4m3's: an all-zero row gets scale 1e-12, q = 0
+# Read inside the kernels, hence tl.constexpr (Triton refuses plain globals there).
+_E4M3_MAX = tl.constexpr(448.0)
+_MIN_SCALE = tl.constexpr(1e-12)  # fp8_reference.quantize_rows_e4m3's: an all-zero row gets 1e-12, q = 0
 
 
 @triton.jit

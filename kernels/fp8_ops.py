@@ -19,7 +19,7 @@ if __name__ != "vidlora.kernels.fp8_ops":
 from .backend import resolve_backend
 from .fp8_reference import lora_linear_fp8_reference
 
-__all__ = ["lora_linear_fp8_op", "check_lora_linear_fp8_args"]
+__all__ = ["lora_linear_fp8", "lora_linear_fp8_op", "check_lora_linear_fp8_args"]
 
 _COMPUTE = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -77,3 +77,24 @@ def lora_linear_fp8_op(
 def _fake(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale, act_quant):
     _, n, _ = check_lora_linear_fp8_args(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale)
     return x.new_empty((*x.shape[:-1], n))
+
+
+def lora_linear_fp8(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    lora_a: torch.Tensor,
+    lora_b: torch.Tensor,
+    lora_scale: torch.Tensor,
+    act_quant: bool = False,
+) -> torch.Tensor:
+    """y = (x W8^T) * w_s + b + ((x A^T) * c) B^T through ``torch.ops.vidlora.lora_linear_fp8``.
+
+    weight float8_e4m3fn [N, K] with fp32 per-output-channel scales weight_scale [N]; x,
+    bias, lora_a, lora_b in one compute dtype (float16, bfloat16, float32); lora_scale fp32
+    [R]. ``act_quant`` False: W8A16 (exact FP8 weights, MMA in x's dtype); True: W8A8 (x
+    quantized per token to e4m3, fp8 MMA; sm_89+ on CUDA). The LoRA term always reads the
+    unquantized x. Inference only (no autograd formula).
+    """
+    return torch.ops.vidlora.lora_linear_fp8(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale, act_quant)
