@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 
 import torch
 import triton
@@ -335,11 +336,13 @@ def _as_batched_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     if x.dim() == 2:
         return x.unsqueeze(0), x.shape[0]
     s = x.shape[-2]
+    # The batch count spelled out (not -1): with S = 0 (an empty token set) -1 is ambiguous.
+    b = math.prod(x.shape[:-2])
     try:
-        return x.view(-1, s, k), s  # leading dims collapse onto one stride
+        return x.view(b, s, k), s  # leading dims collapse onto one stride
     except RuntimeError:
         # e.g. a 4-D x whose two leading dims cannot merge: one copy, documented cost.
-        x3 = x.reshape(-1, s, k)
+        x3 = x.reshape(b, s, k)
         return x3, s
 
 

@@ -301,7 +301,14 @@ def test_plans_refuse_what_does_not_apply():
         lora_linear_fp8_triton(x, w8, ws, b, a, bb, c, True, plan=_plan("w8a16", 8, 16, 32, 4, torch.float16))
 
 
-def test_empty_rows():
+def test_empty_rows_and_empty_token_sets():
+    # An empty token set ([B, 0, K]: Wan I2V's image tokens when none are given) once
+    # failed in the shared row view (-1 is ambiguous with 0 elements).
+    from vidlora.kernels.lora_gemm import lora_linear_triton
+
     x, _, w8, ws, b, a, bb, c = _case(1, 40, 56, 4, torch.float16)
     for act_quant in (False, True):
         assert lora_linear_fp8_triton(x[:0], w8, ws, b, a, bb, c, act_quant).shape == (0, 40)
+        assert lora_linear_fp8_triton(x.new_zeros(2, 0, 56), w8, ws, b, a, bb, c, act_quant).shape == (2, 0, 40)
+    w = w8.to(torch.float16)
+    assert lora_linear_triton(x.new_zeros(2, 0, 56), w, b, a, bb, c).shape == (2, 0, 40)
