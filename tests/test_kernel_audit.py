@@ -2,8 +2,10 @@
 
 Runs ``python -m vidlora.benchmarks.kernel_audit --quick --json`` in a subprocess without
 TRITON_INTERPRET (the interpreter and AOT compilation cannot share a process): each of the
-four kernels compiled once per architecture at a real Wan 14B shape, plus the rank-128
-shrink (~30 s on 2 cores).
+four 16-bit kernels compiled once per architecture at a real Wan 14B shape, plus the
+rank-128 shrink, and the FP8 kernels a rank-32 call launches (W8A16 expand and fused
+GEMMs on every architecture; the W8A8 quantize pass and fp8 GEMM on sm_89 and sm_90):
+25 compilations, ~40 s on 2 cores with an empty Triton cache.
 The full real-shape list is the CLI's default mode (results in benchmarks/results/).
 """
 
@@ -17,6 +19,10 @@ import sys
 import pytest
 
 from vidlora.kernels.aot import ARCHS, KERNEL_VARIANTS, SHARED_MEMORY_LIMIT
+
+_FP8_QUICK = {("w8a16_gemm_expand", a) for a in ARCHS} | {("w8a16_gemm_fused", a) for a in ARCHS} | {
+    (v, a) for v in ("w8a8_quant_shrink", "w8a8_gemm_expand") for a in (89, 90)
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,8 @@ def audit_rows():
 
 def test_every_variant_compiled_for_every_arch(audit_rows):
     got = {(r["kernel"], r["arch"]) for r in audit_rows}
-    assert got == {(v, f"sm_{a}") for v in KERNEL_VARIANTS for a in ARCHS}
+    want = {(v, f"sm_{a}") for v in KERNEL_VARIANTS for a in ARCHS} | {(v, f"sm_{a}") for v, a in _FP8_QUICK}
+    assert got == want
     assert {r["r"] for r in audit_rows if r["kernel"] == "shrink"} == {32, 128}
     for r in audit_rows:
         assert {"kernel", "arch", "mma", "spills", "smem"} <= r.keys()
@@ -43,16 +50,47 @@ def test_every_variant_compiled_for_every_arch(audit_rows):
 
 def test_sm90_uses_warpgroup_mma(audit_rows):
     for r in audit_rows:
-        if r["arch"] == "sm_90":
+        if r["arch"] == "sm_90" and r["base"] in ("16-bit", "w8a16"):
             assert "HGMMA" in r["mma_kind"] and r["mma"] > 0, r
-            # bf16 operands reach the MMA (no fp32 upcast left in GPU code).
+            # bf16 operands reach the MMA (no fp32 upcast left in GPU code; for W8A16 the
+            # fp8 weight tile is upcast to bf16 in registers, not to fp32).
             assert r["ptx_mma"] and all(".bf16.bf16" in p for p in r["ptx_mma"]), r
 
 
 def test_sm80_sm89_use_tensor_cores(audit_rows):
     for r in audit_rows:
-        if r["arch"] in ("sm_80", "sm_89"):
+        if r["arch"] in ("sm_80", "sm_89") and r["base"] in ("16-bit", "w8a16"):
             assert r["mma_kind"] == "HMMA" and r["mma"] > 0, r
+
+
+def test_w8a8_gemm_uses_fp8_tensor_cores(audit_rows):
+    """QGMMA on sm_90 and QMMA on sm_89 for the fp8 x fp8 main loop (e4m3 operands in the
+    PTX); the bf16 LoRA expand in the epilogue adds HGMMA / HMMA beside it."""
+    rows = {r["arch"]: r for r in audit_rows if r["kernel"] == "w8a8_gemm_expand"}
+    assert set(rows) == {"sm_89", "sm_90"}
+    assert "QGMMA" in rows["sm_90"]["mma_kind"] and "HGMMA" in rows["sm_90"]["mma_kind"]
+    assert "QMMA" in rows["sm_89"]["mma_kind"] and "HMMA" in rows["sm_89"]["mma_kind"]
+    for r in rows.values():
+        assert any(".e4m3.e4m3" in p for p in r["ptx_mma"]), r
+
+
+def test_w8a16_upcasts_in_registers_and_sm80_converts_bytes(audit_rows):
+    for r in audit_rows:
+        if r["base"] != "w8a16":
+            continue
+        if r["arch"] == "sm_80":
+            # fp8e4nv pointers are refused below sm_89: uint8 loads and integer conversion.
+            assert r["ptx_cvt"] == [], r
+        else:
+            assert "cvt.rn.f16x2.e4m3x2" in r["ptx_cvt"], r
+
+
+def test_w8a8_quantize_pass_rounds_to_nearest_even_and_saturates(audit_rows):
+    rows = [r for r in audit_rows if r["kernel"] == "w8a8_quant_shrink"]
+    assert {r["arch"] for r in rows} == {"sm_89", "sm_90"}
+    for r in rows:
+        assert r["ptx_cvt"] == ["cvt.rn.satfinite.e4m3x2.f32"], r
+        assert r["mma_kind"] == "HMMA" and r["mma"] > 0, r  # T from the unquantized x, 16-bit MMA
 
 
 def test_shared_memory_within_arch_limit_and_no_spills(audit_rows):
