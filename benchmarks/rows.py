@@ -1,0 +1,122 @@
+"""The row schema of the benchmark suite: what every result row carries, ratios and goals.
+
+A row is one measured (or computed) number::
+
+    {benchmark, run_id, device, device_type, date, vidlora, torch, triton, git_commit,
+     case, method, metric, value, unit, ...}
+
+``case`` names what was measured (a scenario, a shape), ``method`` who did it (vidlora,
+diffusers, base, ...). A ratio is only ever stored next to its baseline: ``ratio``,
+``baseline`` (a method name) and ``baseline_value``, where a row with that method, the
+same ``run_id``, ``benchmark``, ``case`` and ``metric`` exists in the same file with
+exactly that value (:func:`check_rows` verifies it). Goal rows (``kind: "goal"``) say
+whether a measured ratio meets a goal; they are reports, never assertions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .harness import environment
+
+__all__ = ["REQUIRED_KEYS", "RunContext", "new_run_id", "ratio_rows", "goal_row", "check_rows"]
+
+REQUIRED_KEYS = (
+    "benchmark", "run_id", "device", "device_type", "date", "vidlora", "torch", "triton", "git_commit",
+    "case", "method", "metric", "value", "unit",
+)  # fmt: skip
+
+
+def new_run_id() -> str:
+    """UTC time plus 6 random hex digits: sortable, and unique across machines."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class RunContext:
+    """What a benchmark needs from the suite: where it runs and how big, and the row maker."""
+
+    run_id: str
+    device: str  # "cpu" | "cuda"
+    quick: bool
+    out_dir: Path
+    env: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # this run's rows so far (the suite appends)
+
+    def __post_init__(self) -> None:
+        if not self.env:
+            self.env = environment(self.device)
+
+    def row(self, benchmark: str, case: str, method: str, metric: str, value: float | int | None,
+            unit: str, **fields: Any) -> dict[str, Any]:  # fmt: skip
+        """One row of the schema above (``fields`` add details: shapes, timings, notes)."""
+        return {
+            "benchmark": benchmark, "run_id": self.run_id, **self.env, "case": case, "method": method,
+            "metric": metric, "value": value, "unit": unit, **fields,
+        }  # fmt: skip
+
+
+def ratio_rows(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Add ``ratio`` / ``baseline`` / ``baseline_value`` to every row of one case whose
+    method is not ``baseline`` (the rows must share benchmark, case and metric)."""
+    keys = {(r["benchmark"], r["case"], r["metric"], r["run_id"]) for r in rows}
+    if len(keys) != 1:
+        raise ValueError(f"ratio_rows takes the rows of one case of one run; got {sorted(keys)}")
+    base = [r for r in rows if r["method"] == baseline]
+    if len(base) != 1:
+        raise ValueError(f"ratio_rows: expected one {baseline!r} row, found {len(base)}")
+    b = base[0]["value"]
+    for r in rows:
+        if r["method"] != baseline:
+            r.update(ratio=r["value"] / b, baseline=baseline, baseline_value=b)
+    return rows
+
+
+def goal_row(
+    measured: dict[str, Any], goal: str, threshold: float, *, key: str = "ratio", direction: str = "<="
+) -> dict[str, Any]:
+    """A goal verdict on one row: met when ``measured[key] <= threshold`` (or ``>=``).
+
+    ``key`` is "ratio" (against the row's same-run baseline) or "value" for goals on an
+    absolute number (bytes, an error fraction)."""
+    if measured.get(key) is None:
+        raise ValueError(f"goal {goal!r}: row {measured['case']}/{measured['method']} has no {key}")
+    met = measured[key] <= threshold if direction == "<=" else measured[key] >= threshold
+    return {
+        **measured, "kind": "goal", "goal": goal, "goal_key": key, "threshold": threshold, "direction": direction,
+        "met": bool(met),
+    }  # fmt: skip
+
+
+def check_rows(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Problems with a list of rows (empty when fine): missing keys, ratios whose baseline
+    row is absent from the same run or has another value, wrong ratio arithmetic."""
+    rows = list(rows)
+    problems = []
+    index: dict[tuple, list[dict]] = {}
+    for r in rows:
+        missing = [k for k in REQUIRED_KEYS if k not in r]
+        if missing:
+            problems.append(f"{r.get('benchmark')}/{r.get('case')}/{r.get('method')}: missing {missing}")
+            continue
+        if r.get("kind") != "goal":
+            index.setdefault((r["run_id"], r["benchmark"], r["case"], r["metric"], r["method"]), []).append(r)
+    for r in rows:
+        if "ratio" not in r or any(k not in r for k in REQUIRED_KEYS):
+            continue
+        where = f"{r['benchmark']}/{r['case']}/{r['method']}"
+        if "baseline" not in r or "baseline_value" not in r:
+            problems.append(f"{where}: a ratio without its baseline")
+            continue
+        base = index.get((r["run_id"], r["benchmark"], r["case"], r["metric"], r["baseline"]), [])
+        if not any(b["value"] == r["baseline_value"] for b in base):
+            problems.append(f"{where}: baseline {r['baseline']}={r['baseline_value']} not measured in run {r['run_id']}")
+        elif r["value"] is not None and abs(r["ratio"] - r["value"] / r["baseline_value"]) > 1e-9 * abs(r["ratio"]):
+            problems.append(f"{where}: ratio {r['ratio']} != {r['value']} / {r['baseline_value']}")
+    return problems
