@@ -23,8 +23,8 @@ bf16 compute, W quantized per output channel to e4m3:
   against ``base`` (cuBLAS bf16; goal: >= 1.5x faster at M = 32760); sm_89+ only;
 - ``w8a8_quant``: the quantize pass alone (x8, x_s and T in one read of x);
 - ``fp8_scaled_mm``: context, ``torch._scaled_mm`` with the same row/column scales on a
-  pre-quantized x (cuBLASLt's fp8 GEMM, no bias, no LoRA, no quantization), when the
-  torch build supports row-wise scales.
+  pre-quantized x (cuBLASLt's fp8 GEMM, no bias, no LoRA, no quantization; M padded to a
+  multiple of 16), when the torch build supports row-wise scales.
 Their floors (:func:`fp8_floor_ms`) are rooflines in the rates of the same run: 16-bit MMA
 at the bf16 cuBLAS rate measured at the shape's largest M, fp8 MMA at twice that (the
 dense-peak ratio of sm_89/sm_90), bytes at the measured copy bandwidth.
@@ -255,7 +255,9 @@ def _fp8_methods(case: LinearCase) -> dict[str, Callable[[], Any]]:
     if torch.cuda.get_device_capability(case.x.device) >= W8A8_MIN_CAPABILITY:
         methods["w8a8"] = lambda: lora_linear_fp8(*args8, True)
         methods["w8a8_quant"] = lambda: quantize_shrink_triton(case.x, case.lora_a, case.lora_scale)
-        x8, xs = quantize_rows_e4m3(case.x)
+        # cuBLASLt's fp8 GEMM needs M % 16 == 0 (32,760 is not): pad with 8 zero rows at most.
+        m_pad = -(-case.m // 16) * 16
+        x8, xs = quantize_rows_e4m3(F.pad(case.x, (0, 0, 0, m_pad - case.m)))
         scaled = lambda: torch._scaled_mm(  # noqa: E731
             x8, w8.t(), scale_a=xs[:, None], scale_b=ws[None, :], out_dtype=case.x.dtype
         )
