@@ -314,10 +314,11 @@ def fp8_gemm_config(
     _check_fp8_mode(mode)
     if mode == "w8a16":
         g = gemm_config(m, n, k, r, capability, strategy)
-        if strategy == "fused" and capability is not None and capability < (8, 9) and g.block_k == 64:
-            # sm_80 converts the weight bytes with integer ops in registers: at 128 x 128 x
-            # 64 the fused kernel spilled (audit: 4 LDL + 6 STL, 255 registers); 32-wide K
-            # steps: 0 spills, 185 registers.
+        if capability is not None and capability < (8, 9) and g.block_k == 64:
+            # sm_80 converts the weight bytes with integer ops in registers, on top of
+            # mma.sync's register-held accumulators: with 64-wide K steps the audit saw
+            # spills (fp16 expand 128 x 256: 12 LDL/STL, 255 registers; fused 128 x 128:
+            # 10); with 32-wide steps and 4 stages none (232 / 241 / 185 registers).
             return GemmConfig(g.block_m, g.block_n, 32, g.block_r, g.group_m, g.num_warps, 4)
         return g
     block_r = pad_rank(r, _EXPAND_MAX_BLOCK_R)

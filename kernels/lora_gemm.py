@@ -27,9 +27,13 @@ Design choices, with the reasons:
   M = 65520 (CFG batch 2 at 480p) and N = 15360 (fused q/k/v), close to int32's 2.1e9.
 - Program ids walk the output in groups of ``GROUP_M`` row tiles (8) so consecutive
   programs share W column tiles in L2 (Triton tutorial 03).
-- ``_load_base_tile`` is the single step that reads the base weight tile: the FP8 variants
-  (W8A16: fp8 tile upcast in registers; W8A8: fp8 MMA) replace that step, and the
-  epilogue already applies a per-output-channel fp32 scale w_s when ``HAS_W_SCALE``.
+- ``_load_base_tile`` is the single step that reads the base weight tile, selected by the
+  ``BASE`` constexpr: 0 = W in x's dtype; the FP8 bases (fp8_gemm.py launches them) 1 =
+  fp8 tile upcast in registers (W8A16), 2 = the same bytes through a uint8 pointer with an
+  exact integer conversion (W8A16 on sm_80, which refuses fp8 pointers), 3 = fp8 x fp8
+  MMA on a pre-quantized x (W8A8: x_s [M] applied in the epilogue). The epilogue applies
+  the per-output-channel fp32 scale w_s when ``HAS_W_SCALE``. Every mode but 0 is
+  compiled only for FP8 calls: the 16-bit kernels are unchanged by them.
 - fp32 inputs use ``input_precision`` "ieee" unless torch allows TF32 for fp32 matmuls
   (``torch.get_float32_matmul_precision() != "highest"``), matching torch's own matmul.
 - The Triton interpreter computes bf16 ``tl.dot`` on the raw uint16 bit patterns (triton

@@ -32,12 +32,12 @@ def test_w8a8_tiles_take_128_wide_k_steps_where_they_fit():
     g = fp8_gemm_config(32760, 15360, 5120, 32, H100, "shrink_expand", "w8a8")
     assert (g.block_m, g.block_n, g.block_k, g.num_stages) == (128, 256, 128, 3)
     assert fp8_gemm_config(32, 5120, 5120, 32, H100, "shrink_expand", "w8a8").block_m == 64
-    # W8A16 runs the 16-bit MMA: the 16-bit tiles, except sm_80's fused kernel, which
-    # converts bytes in registers and spilled at 64-wide K steps (audit).
-    assert fp8_gemm_config(32760, 5120, 5120, 32, H100, "shrink_expand", "w8a16") == gemm_config(
-        32760, 5120, 5120, 32, H100, "shrink_expand")  # fmt: skip
-    assert fp8_gemm_config(256, 5120, 5120, 32, (8, 0), "fused", "w8a16").block_k == 32
-    assert fp8_gemm_config(256, 5120, 5120, 32, H100, "fused", "w8a16").block_k == 64
+    # W8A16 runs the 16-bit MMA: the 16-bit tiles, except on sm_80, which converts bytes
+    # in registers and spilled at 64-wide K steps (audit).
+    for strategy in ("plain", "shrink_expand", "fused"):
+        assert fp8_gemm_config(32760, 5120, 5120, 32, H100, strategy, "w8a16") == gemm_config(
+            32760, 5120, 5120, 32, H100, strategy)  # fmt: skip
+        assert fp8_gemm_config(256, 5120, 5120, 32, (8, 0), strategy, "w8a16").block_k == 32
 
 
 @pytest.mark.parametrize("capability", [(8, 0), (8, 6), (8, 9), (9, 0), (12, 0), None])
