@@ -45,7 +45,9 @@ FP8 bases (``fp8_gemm.py``)
 ---------------------------
 W8A16 runs the same GEMM with its weight tile loaded as fp8 and upcast in registers: the
 MMA is the 16-bit one, so the strategy rule and tiles are the 16-bit ones above (the fp8
-W staging is half their bytes, so they fit wherever those do).
+W staging is half their bytes, so they fit wherever those do), except on sm_80, where the
+weight bytes are converted with integer ops in registers: 32-wide K steps, 4 stages (at
+64 the audit saw spills).
 
 W8A8 has one strategy per rank: a quantize pass over x (per-token scale amax/448, x8
 written as e4m3) that also computes T = (x A^T) * c from the unquantized x, then the
