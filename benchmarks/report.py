@@ -157,28 +157,42 @@ def _source_line(rows: list[dict]) -> str:
 # ------------------------------------------------------------------------------ plots
 
 
-def _plot_groups(groups: dict[str, dict[str, float]], title: str, xlabel: str, path: Path, log: bool = False) -> Path:
+def _bars(ax, groups: dict[str, dict[str, float]], xlabel: str, log: bool) -> None:
+    """Horizontal grouped bars: one group per key of ``groups``, one bar per method."""
+    methods = list(dict.fromkeys(m for g in groups.values() for m in g))
+    height = 0.8 / max(1, len(methods))
+    for j, method in enumerate(methods):
+        ys = [i + j * height for i in range(len(groups))]
+        ax.barh(ys, [g.get(method, 0.0) for g in groups.values()], height=height, label=method)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(groups))], list(groups), fontsize=8)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel, fontsize=8)
+
+
+def _plot_panels(panels: dict[str, dict[str, dict[str, float]]], title: str, xlabel: str, path: Path,
+                 log: bool = False) -> Path:  # fmt: skip
+    """One subplot per panel (side by side, two per row), a shared legend below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(dict.fromkeys(m for g in groups.values() for m in g))
-    n_groups, n_methods = len(groups), max(1, len(methods))
-    height = 0.8 / n_methods
-    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.32 * n_groups * n_methods + 0.5))
-    for j, method in enumerate(methods):
-        ys = [i + j * height for i in range(n_groups)]
-        xs = [g.get(method, 0.0) for g in groups.values()]
-        ax.barh(ys, xs, height=height, label=method)
-    ax.set_yticks([i + 0.4 - height / 2 for i in range(n_groups)], list(groups))
-    ax.invert_yaxis()
-    if log:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    cols = 1 if len(panels) == 1 else 2
+    rows = -(-len(panels) // cols)
+    bars = max(len(g) * max(1, len(set(m for v in g.values() for m in v))) for g in panels.values())
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 1.2 + rows * (0.5 + 0.18 * bars)), squeeze=False)
+    for ax, (name, groups) in zip(axes.flat, panels.items()):
+        _bars(ax, groups, xlabel, log)
+        if name:
+            ax.set_title(name, fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 4), 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -188,31 +202,35 @@ def _plot(benchmark: str, rows: list[dict], path: Path) -> Path | None:
     rows = _measured(rows)
     if not rows:
         return None
-    title = f"{_TITLES.get(benchmark, benchmark)}\n{rows[0]['device']}"
+    title = f"{_TITLES.get(benchmark, benchmark)}: {rows[0]['device']}"
     groups: dict[str, dict[str, float]] = {}
     if benchmark in ("swap", "forward"):
         for r in rows:
             if r["metric"] == "ms":
                 groups.setdefault(r["case"], {})[r["method"]] = r["value"]
-        return _plot_groups(groups, title, "ms (median; lower is better)", path, log=benchmark == "swap")
+        log = benchmark == "swap"
+        return _plot_panels({"": groups}, title, "ms, median" + (" (log)" if log else "") + "; lower is better", path, log)
     if benchmark == "kernel_bench":
         for r in rows:
             if r["metric"] == "ms":
-                groups.setdefault(r["case"], {})[r["method"]] = r["value"] / r["baseline_value"] if "ratio" in r else 1.0
-        return _plot_groups(groups, title, "time / base (same run)", path)
+                groups.setdefault(r["case"], {})[r["method"]] = r.get("ratio", 1.0)
+        return _plot_panels({"": groups}, title, "time / base (same run)", path)
     if benchmark == "roofline":
+        panels: dict[str, dict[str, dict[str, float]]] = {}
+        big = max(r["m"] for r in rows)
         for r in rows:
-            if r["m"] == max(x["m"] for x in rows):
-                groups.setdefault(r["case"].split(" M=")[0], {})[r["method"].replace(" (projection)", "")] = r.get("ratio", 1.0)
-        return _plot_groups(groups, title.replace(rows[0]["device"], "projection, not measured"), "projected time / base", path)
+            if r["m"] == big:
+                panel = panels.setdefault(f"{r['projected_device']}, M = {big:,}", {})
+                panel.setdefault(r["shape"], {})[r["method"].replace(" (projection)", "")] = r.get("ratio", 1.0)
+        return _plot_panels(panels, _TITLES["roofline"], "projected time / base GEMM", path)
     if benchmark == "memory":
         for r in rows:
-            groups[f"{r['case']} ({r['method']})"] = {"peak GB": r["value"] / 1e9}
-        return _plot_groups(groups, title, "GB (10^9 bytes)", path)
+            groups.setdefault(r["case"], {})[r["method"]] = r["value"] / 1e9
+        return _plot_panels({"": groups}, title, "peak GB (10^9 bytes)", path)
     if benchmark == "fp8_lora_error":
         for r in rows:
             groups.setdefault(r["case"], {})[r["method"]] = r["value"]
-        return _plot_groups(groups, title, "relative error of the LoRA effect (log)", path, log=True)
+        return _plot_panels({"": groups}, title, "relative error of the LoRA effect (log)", path, log=True)
     return None
 
 

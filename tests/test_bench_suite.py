@@ -1,0 +1,91 @@
+"""``vidlora bench``: a minimal quick run writes rows with the required keys, ratios whose
+baselines were measured in the same run, and the report files."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+
+import pytest
+
+pytest.importorskip("peft")  # the swap benchmark compares against diffusers + PEFT
+
+from vidlora.benchmarks import swap_bench
+from vidlora.benchmarks.rows import REQUIRED_KEYS, check_rows
+from vidlora.benchmarks.suite import ENTRIES, default_out_dir, run_suite
+from vidlora.cli import main as cli_main
+
+
+def _rows(folder):
+    (path,) = folder.glob("suite-cpu-*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_quick_subset_rows_baselines_and_report(tmp_path, monkeypatch):
+    # one block of the Wan 1.3B shape keeps the swap benchmark at ~10 s
+    monkeypatch.setattr(swap_bench, "QUICK_LAYERS", 1)
+    args = Namespace(quick=True, only=["roofline", "swap"], out=str(tmp_path), list=False)
+    assert run_suite(args) == 0
+
+    rows = _rows(tmp_path)
+    assert {r["benchmark"] for r in rows} == {"roofline", "swap"}
+    assert len({r["run_id"] for r in rows}) == 1
+    for r in rows:
+        assert [k for k in REQUIRED_KEYS if k not in r] == [], r
+        assert r["device_type"] == "cpu" and r["device"].startswith("cpu")
+    assert check_rows(rows) == []
+
+    swap = [r for r in rows if r["benchmark"] == "swap" and r.get("kind") != "goal"]
+    assert {r["case"] for r in swap} == {"attach+add", "swap {a,b}->{a,c}", "strength 1.0<->0.5"}
+    assert all("1 of 30 blocks" in r["model"] for r in swap)  # the reduced depth is said in every row
+    ratios = [r for r in swap if "ratio" in r]
+    assert len(ratios) == len(swap) - 3  # every method but the one baseline per case
+    for r in ratios:
+        (base,) = [b for b in swap if b["case"] == r["case"] and b["method"] == r["baseline"]]
+        assert base["run_id"] == r["run_id"] and base["value"] == r["baseline_value"] > 0
+    goals = [r for r in rows if r.get("kind") == "goal"]
+    assert {g["method"] for g in goals} == {"vidlora attach+add", "vidlora remove+add", "vidlora set_weight"}
+    assert all(isinstance(g["met"], bool) for g in goals)
+    assert all(r["kind"] == "projection" for r in rows if r["benchmark"] == "roofline")
+
+    (md,) = tmp_path.glob("REPORT-cpu-*.md")
+    text = md.read_text()
+    assert "## Goals" in text and "## swap" in text and "## roofline" in text
+    assert "no GPU number" in text and "projection" in text
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "plots skipped" in text
+    else:
+        pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("REPORT-cpu-*.png"))
+        assert pngs == ["roofline.png", "swap.png"]
+        for png in tmp_path.glob("*.png"):
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in text
+
+
+def test_check_rows_catches_a_baseline_from_another_run():
+    base = {k: "x" for k in REQUIRED_KEYS} | {"benchmark": "b", "run_id": "r1", "case": "c", "metric": "ms"}
+    rows = [
+        base | {"method": "diffusers", "value": 10.0},
+        base | {"method": "vidlora", "value": 2.0, "ratio": 0.2, "baseline": "diffusers", "baseline_value": 10.0},
+    ]
+    assert check_rows(rows) == []
+    assert "not measured in run" in check_rows([rows[0] | {"run_id": "r0"}, rows[1]])[0]
+    assert "not measured in run" in check_rows([rows[0], rows[1] | {"baseline_value": 9.0}])[0]
+    assert "ratio" in check_rows([rows[0], rows[1] | {"ratio": 0.3}])[0]
+    assert "missing" in check_rows([{k: v for k, v in rows[0].items() if k != "git_commit"}])[0]
+
+
+def test_cli_list_and_unknown_name(capsys, tmp_path):
+    assert cli_main(["bench", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert [line.split()[0] for line in listed.splitlines()] == [e.name for e in ENTRIES]
+    assert cli_main(["bench", "--quick", "--only", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'nope'" in err and "kernel_bench" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_out_dir_in_a_checkout():
+    folder, why = default_out_dir()
+    assert folder.name == "results" and folder.parent.name == "benchmarks" and why == "source checkout"
