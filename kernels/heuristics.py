@@ -63,7 +63,7 @@ is known) to write x8. The second read must come from L2, so the pass runs a per
 grid: ``programs`` programs each walk their row blocks one at a time, and the second walk
 goes over K backwards (the tiles read last come back first). Between the two reads of a
 tile at most programs x BLOCK_M x K x e bytes of other rows pass through L2. The rule
-keeps that under half of L2 (the other half holds W, A and x8 traffic), but never under
+keeps that under half of L2 (the other half for A and the x8 and T writes), but never under
 half the SMs (fewer would leave HBM bandwidth unused): H100 (50 MB L2, 132 SMs), bf16,
 BLOCK_M = 32: K = 3072 -> 132 programs (25.9 MB in flight), K = 5120 -> 80 (26.2 MB),
 K = 13824 -> 66 (58 MB: the early tiles of a block may miss L2; worst case one more read
