@@ -25,6 +25,7 @@ __all__ = ["Written", "write_report", "render_markdown", "main"]
 
 _TITLES = {
     "kernel_bench": "One LoRA linear (kernel micro-benchmark)",
+    "fp8_kernel_bench": "One LoRA linear on an FP8 base: W8A16 / W8A8",
     "forward": "One transformer forward (one denoising step)",
     "swap": "Changing LoRAs: attach + add, swap, strength",
     "memory": "Peak memory, FP8 base + two LoRAs",
@@ -150,8 +151,22 @@ def _source_line(rows: list[dict]) -> str:
         kinds = sorted({m["method"] for m in _measured(rows)})
         return ("Computed from the meta-device model (attach + two LoRAs by vidlora itself) plus a traced activation peak"
                 f"; methods here: {', '.join(kinds)}. GB = 10^9 bytes.")  # fmt: skip
-    where = "CUDA" if r["device_type"] == "cuda" else "CPU"
-    return f"Measured on {r['device']} ({where})."
+    if r["device_type"] == "cuda":
+        return f"Measured on {r['device']} (CUDA)."
+    line = f"Measured on {r['device']} (CPU"
+    paths = sorted({m["path"] for m in _measured(rows) if m.get("path")})
+    if paths:
+        line += "; " + "; ".join(paths)
+    elif r["benchmark"] == "kernel_bench":
+        line += "; torch paths only: vidlora's CPU path is the torch reference, not the Triton kernels"
+    subjects = sorted({", ".join(str(m[k]) for k in ("model", "scenario", "lora", "dtype") if m.get(k))
+                       for m in _measured(rows) if m.get("model") or m.get("scenario")})  # fmt: skip
+    if subjects:
+        line += "; subject: " + " / ".join(subjects)
+    estimators = sorted({m["estimator"] for m in _measured(rows) if m.get("estimator")})
+    if estimators:
+        line += "; value = " + ", ".join(estimators) + " (interference on a shared VM only adds time)"
+    return line + ")."
 
 
 # ------------------------------------------------------------------------------ plots
@@ -210,7 +225,7 @@ def _plot(benchmark: str, rows: list[dict], path: Path) -> Path | None:
                 groups.setdefault(r["case"], {})[r["method"]] = r["value"]
         log = benchmark == "swap"
         return _plot_panels({"": groups}, title, "ms, median" + (" (log)" if log else "") + "; lower is better", path, log)
-    if benchmark == "kernel_bench":
+    if benchmark in ("kernel_bench", "fp8_kernel_bench"):
         for r in rows:
             if r["metric"] == "ms":
                 groups.setdefault(r["case"], {})[r["method"]] = r.get("ratio", 1.0)

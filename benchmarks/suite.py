@@ -3,7 +3,8 @@
     vidlora bench [--quick] [--only NAME ...] [--out DIR] [--list]
 
 Benchmarks run in the registry's order, which is the GPU priority order of issue 7
-(kernel micro-benchmark, transformer forward, swap, memory), then the CPU-only ones.
+(kernel micro-benchmark incl. FP8, transformer forward, swap, memory), then the ones that
+need no GPU (roofline, FP8 LoRA-effect error, kernel audit).
 ``--quick`` runs CPU-sized measurements on the CPU, whatever GPU is present (a few
 minutes on 2 cores); without it the suite runs on CUDA when there is a GPU, at real
 shapes, and on the CPU (bigger and slower than --quick) otherwise.
@@ -57,6 +58,8 @@ def _lazy(module: str, function: str = "run") -> Callable[[RunContext], Iterable
 ENTRIES: tuple[Entry, ...] = (
     Entry("kernel_bench", "one LoRA linear: cuBLAS base, PEFT-style, merged, vidlora (CPU: torch paths)",
           _lazy("wrapped", "run_kernel_bench")),
+    Entry("fp8_kernel_bench", "FP8 LoRA linear: W8A16 / W8A8 vs cuBLAS bf16 and vidlora bf16 (CPU: references)",
+          _lazy("fp8_kernel_bench")),
     Entry("forward", "one transformer forward: no LoRA, diffusers+PEFT 1/3/fused, vidlora bf16/fp8 1/3",
           _lazy("forward_bench")),
     Entry("swap", "attach+add, swap {a,b}->{a,c}, strength change: vidlora vs diffusers+PEFT vs merge",
