@@ -241,12 +241,17 @@ def _run_cpu(ctx: RunContext, scenario: Scenario, repeats: int) -> Iterator[dict
         torch.set_num_threads(old_threads)
 
 
-def _run_cuda_stage(ctx: RunContext, scenario: Scenario, compiled: bool) -> Iterator[dict[str, Any]]:
+def _cuda_stage_rows(ctx: RunContext, scenario: Scenario, compiled: bool) -> list[dict[str, Any]]:
     model = random_transformer(scenario.config, layers=scenario.layers, device="cuda")
     inputs = scenario_inputs(scenario, device="cuda")
     configs = [c for c in CONFIGS if not compiled or c.name in _COMPILED_CONFIGS]
     info = _info(scenario, "cuda", compiled, model)
     case = scenario.name + (" compiled" if compiled else "")
+
+    def call():
+        with torch.no_grad():
+            return model(**inputs)
+
     times, failed = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         files = [write_lora_file(os.path.join(tmp, f"{n}.safetensors"), model, rank=RANK, seed=i)
@@ -258,21 +263,13 @@ def _run_cuda_stage(ctx: RunContext, scenario: Scenario, compiled: bool) -> Iter
                 failed.append(ctx.row(BENCHMARK, case, c.name, "error", None, "", error=f"{type(e).__name__}: {e}", **info))
                 continue
             uncompile = _compile_blocks(model) if compiled else (lambda: None)
-
-            def call():
-                with torch.no_grad():
-                    return model(**inputs)
-
             try:
                 times[c.name] = _time_cuda(call)
             except Exception as e:
                 failed.append(ctx.row(BENCHMARK, case, c.name, "error", None, "", error=f"{type(e).__name__}: {e}", **info))
             uncompile()
             undo()
-    yield from _stage_rows(ctx, case, times, info, scenario)
-    yield from failed
-    del model
-    torch.cuda.empty_cache()
+    return _stage_rows(ctx, case, times, info, scenario) + failed
 
 
 def run(ctx: RunContext) -> Iterator[dict[str, Any]]:
@@ -281,4 +278,6 @@ def run(ctx: RunContext) -> Iterator[dict[str, Any]]:
         yield from _run_cpu(ctx, CPU_QUICK, repeats=5)
         return
     for name, compiled in GPU_STAGES:
-        yield from _run_cuda_stage(ctx, SCENARIOS[name], compiled)
+        rows = _cuda_stage_rows(ctx, SCENARIOS[name], compiled)  # the stage's model is freed on return
+        torch.cuda.empty_cache()
+        yield from rows

@@ -121,14 +121,18 @@ class LiveBytes(TorchDispatchMode):
 
 def _flash_like_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
     """Memory of flash/cuDNN attention: the output and a per-row logsumexp, no scores."""
-    lse = torch.empty(query.shape[:-1], dtype=torch.float32, device=query.device)  # noqa: F841 (alive with out)
-    return torch.empty(*query.shape[:-1], value.shape[-1], dtype=query.dtype, device=query.device)
+    lse = torch.empty(query.shape[:-1], dtype=torch.float32, device=query.device)
+    out = torch.empty(*query.shape[:-1], value.shape[-1], dtype=query.dtype, device=query.device)
+    del lse  # alive until the output exists, as in the kernel
+    return out
 
 
 def _fused_rms_norm(input, normalized_shape, weight=None, eps=None):
     """Memory of a fused RMSNorm kernel: output plus fp32 rstd per row."""
-    rstd = torch.empty(input.shape[:-1], dtype=torch.float32, device=input.device)  # noqa: F841
-    return torch.empty_like(input)
+    rstd = torch.empty(input.shape[:-1], dtype=torch.float32, device=input.device)
+    out = torch.empty_like(input)
+    del rstd
+    return out
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,19 +177,24 @@ def _bars(ax, groups: dict[str, dict[str, float]], xlabel: str, log: bool) -> No
     """Horizontal grouped bars: one group per key of ``groups``, one bar per method."""
     methods = list(dict.fromkeys(m for g in groups.values() for m in g))
     height = 0.8 / max(1, len(methods))
+    values = [v for g in groups.values() for v in g.values() if v > 0]
     for j, method in enumerate(methods):
         ys = [i + j * height for i in range(len(groups))]
-        ax.barh(ys, [g.get(method, 0.0) for g in groups.values()], height=height, label=method)
+        xs = [g.get(method, 0.0) for g in groups.values()]
+        bars = ax.barh(ys, xs, height=height, label=method)
+        ax.bar_label(bars, labels=[f"{x:.3g}" if x else "" for x in xs], fontsize=6, padding=2)
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(groups))], list(groups), fontsize=8)
     ax.invert_yaxis()
-    if log:
+    # a log axis only where the bars span more than 20x (a log axis does not start at zero)
+    if log and values and max(values) > 20 * min(values):
         ax.set_xscale("log")
+    ax.margins(x=0.12)
     ax.set_xlabel(xlabel, fontsize=8)
 
 
 def _plot_panels(panels: dict[str, dict[str, dict[str, float]]], title: str, xlabel: str, path: Path,
-                 log: bool = False) -> Path:  # fmt: skip
-    """One subplot per panel (side by side, two per row), a shared legend below."""
+                 log: bool = False, legend: bool = True) -> Path:  # fmt: skip
+    """One subplot per panel (two per row when several), a shared legend below."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,12 +211,20 @@ def _plot_panels(panels: dict[str, dict[str, dict[str, float]]], title: str, xla
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    bottom = 0.0
+    if legend:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+        bottom = 0.06 + 0.02 * (len(labels) // 4)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 4), 1, 0.95))
+    fig.tight_layout(rect=(0, bottom, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _labelled(values: dict[str, float]) -> dict[str, dict[str, float]]:
+    """One bar per label (the label on the axis, not in a legend)."""
+    return {label: {"value": v} for label, v in values.items()}
 
 
 def _plot(benchmark: str, rows: list[dict], path: Path) -> Path | None:
@@ -218,30 +232,31 @@ def _plot(benchmark: str, rows: list[dict], path: Path) -> Path | None:
     if not rows:
         return None
     title = f"{_TITLES.get(benchmark, benchmark)}: {rows[0]['device']}"
-    groups: dict[str, dict[str, float]] = {}
+    timing = "ms, " + ("median" if rows[0]["device_type"] == "cuda" else "fastest of the runs") + "; lower is better"
     if benchmark in ("swap", "forward"):
+        panels: dict[str, dict[str, float]] = {}
         for r in rows:
             if r["metric"] == "ms":
-                groups.setdefault(r["case"], {})[r["method"]] = r["value"]
-        log = benchmark == "swap"
-        return _plot_panels({"": groups}, title, "ms, median" + (" (log)" if log else "") + "; lower is better", path, log)
+                panels.setdefault(r["case"], {})[r["method"]] = r["value"]
+        return _plot_panels({case: _labelled(v) for case, v in panels.items()}, title, timing, path,
+                            log=benchmark == "swap", legend=False)  # fmt: skip
+    groups: dict[str, dict[str, float]] = {}
     if benchmark in ("kernel_bench", "fp8_kernel_bench"):
         for r in rows:
             if r["metric"] == "ms":
                 groups.setdefault(r["case"], {})[r["method"]] = r.get("ratio", 1.0)
         return _plot_panels({"": groups}, title, "time / base (same run)", path)
     if benchmark == "roofline":
-        panels: dict[str, dict[str, dict[str, float]]] = {}
+        rpanels: dict[str, dict[str, dict[str, float]]] = {}
         big = max(r["m"] for r in rows)
         for r in rows:
             if r["m"] == big:
-                panel = panels.setdefault(f"{r['projected_device']}, M = {big:,}", {})
+                panel = rpanels.setdefault(f"{r['projected_device']}, M = {big:,}", {})
                 panel.setdefault(r["shape"], {})[r["method"].replace(" (projection)", "")] = r.get("ratio", 1.0)
-        return _plot_panels(panels, _TITLES["roofline"], "projected time / base GEMM", path)
+        return _plot_panels(rpanels, _TITLES["roofline"], "projected time / base GEMM", path)
     if benchmark == "memory":
-        for r in rows:
-            groups.setdefault(r["case"], {})[r["method"]] = r["value"] / 1e9
-        return _plot_panels({"": groups}, title, "peak GB (10^9 bytes)", path)
+        values = {f"{r['case']} ({r['method']})": r["value"] / 1e9 for r in rows}
+        return _plot_panels({"": _labelled(values)}, title, "peak GB (10^9 bytes)", path, legend=False)
     if benchmark == "fp8_lora_error":
         for r in rows:
             groups.setdefault(r["case"], {})[r["method"]] = r["value"]
@@ -271,7 +286,9 @@ def _goal_target(g: dict[str, Any]) -> str:
 
 def render_markdown(rows: list[dict[str, Any]], plots: dict[str, str], plot_note: str, rows_file: str = "") -> str:
     """The report text; ``plots`` maps benchmark name -> PNG file name (relative)."""
-    first = next((r for r in rows if r.get("kind") != "error"), rows[0])
+    # the device string most rows carry (a benchmark that pins one thread says so in its own rows)
+    device = Counter(r["device"] for r in rows).most_common(1)[0][0]
+    first = next((r for r in rows if r["device"] == device), rows[0])
     lines = [
         "# vidlora benchmark report",
         "",
@@ -326,11 +343,13 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, run_id: str, rows_fi
     if not rows:
         written.note = "no rows: nothing to report"
         return written
-    device = next((r["device"] for r in rows if r.get("kind") != "error"), rows[0]["device"])
+    device = Counter(r["device"] for r in rows).most_common(1)[0][0]
     stem = f"REPORT-{_slug(device)}-{run_id}"
     plots: dict[str, str] = {}
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
     except ImportError:
         written.note = "plots skipped: matplotlib is not installed (pip install 'vidlora[bench]')"
     else:
