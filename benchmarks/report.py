@@ -68,7 +68,7 @@ def _table(header: list[str], lines: list[list[Any]]) -> str:
 
 
 def _measured(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r.get("kind") not in ("goal", "error")]
+    return [r for r in rows if r.get("kind") not in ("goal", "error", "skipped")]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -314,6 +314,10 @@ def render_markdown(rows: list[dict[str, Any]], plots: dict[str, str], plot_note
     if errors:
         lines += ["", "## Benchmarks that failed", ""]
         lines += [f"- **{r['benchmark']}**: {r['error']}" for r in errors]
+    skipped = [r for r in rows if r.get("kind") == "skipped"]
+    if skipped:
+        lines += ["", "## Not run", ""]
+        lines += [f"- **{r['benchmark']}** {r['case'] if r['case'] != '-' else ''}: {r['reason']}" for r in skipped]
     for benchmark in dict.fromkeys(r["benchmark"] for r in rows if r.get("kind") != "error"):
         mine = [r for r in rows if r["benchmark"] == benchmark]
         if not _measured(mine):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +49,19 @@ class RunContext:
     out_dir: Path
     env: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)  # this run's rows so far (the suite appends)
+    deadline: float | None = None  # time.monotonic() by which the run should end (None: no budget)
 
     def __post_init__(self) -> None:
         if not self.env:
             self.env = environment(self.device)
+
+    def time_left(self) -> float:
+        """Seconds left of the run's budget (infinite without one)."""
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def skipped(self, benchmark: str, case: str, why: str) -> dict[str, Any]:
+        """The row that says a part was not run, and why (a budget, a missing device)."""
+        return self.row(benchmark, case, "skipped", "skipped", None, "", kind="skipped", reason=why)
 
     def row(self, benchmark: str, case: str, method: str, metric: str, value: float | int | None,
             unit: str, **fields: Any) -> dict[str, Any]:  # fmt: skip

@@ -88,3 +88,13 @@ def test_cli_list_and_unknown_name(capsys, tmp_path):
 def test_default_out_dir_in_a_checkout():
     folder, why = default_out_dir()
     assert folder.name == "results" and folder.parent.name == "benchmarks" and why == "source checkout"
+
+
+def test_time_budget_skips_with_a_row_and_still_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDLORA_BENCH_BUDGET_S", "0")
+    assert run_suite(Namespace(quick=True, only=["memory", "roofline"], out=str(tmp_path), list=False)) == 0
+    rows = _rows(tmp_path)
+    assert [(r["benchmark"], r["kind"]) for r in rows] == [("memory", "skipped"), ("roofline", "skipped")]
+    assert check_rows(rows) == [] and "time budget" in rows[0]["reason"]
+    (md,) = tmp_path.glob("REPORT-*.md")
+    assert "## Not run" in md.read_text()
