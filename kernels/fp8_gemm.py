@@ -18,8 +18,9 @@ epilogue, LoRA expand and bias as for 16-bit weights, with both LoRA strategies
 not supported in this architecture"), so there the same bytes are read through a uint8
 view of W8 (no copy) and converted by integer ops (BASE 2, ``_e4m3_bytes_to``): exact for
 all 256 byte patterns (subnormals, both zeros, NaN), not a fallback to torch. Extra work on
-sm_80: ~6 integer/convert instructions per weight element per row tile (BLOCK_M = 128 rows
-of MMA reuse each), issued beside the MMAs.
+sm_80: ~8 integer/convert instructions per weight element per row tile (BLOCK_M = 128 rows
+of MMA reuse each), issued beside the MMAs; the registers they take made 64-wide K steps
+spill there, so sm_80 runs 32-wide ones (heuristics.py; audit: HMMA, 0 spills).
 
 W8A8 (sm_89 / sm_90 only)
 -------------------------
