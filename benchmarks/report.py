@@ -308,8 +308,9 @@ def render_markdown(rows: list[dict[str, Any]], plots: dict[str, str], plot_note
         for g in goals:
             against = f"{g['baseline']} = {_num(g['baseline_value'])} {g['unit']}" if g.get("goal_key", "ratio") == "ratio" else "-"
             body.append([g["goal"], f"{g['benchmark']}: {g['case']}", g["method"], _goal_value(g), against,
-                         _goal_target(g), "**met**" if g["met"] else "**not met**"])  # fmt: skip
-        lines.append(_table(["goal", "where", "measured", "ratio / value", "baseline (same run)", "target", "verdict"], body))
+                         _goal_target(g), "**met**" if g["met"] else "**not met**", g.get("note", "")])  # fmt: skip
+        lines.append(_table(["goal", "where", "measured", "ratio / value", "baseline (same run)", "target", "verdict",
+                             "note"], body))  # fmt: skip
     errors = [r for r in rows if r.get("kind") == "error"]
     if errors:
         lines += ["", "## Benchmarks that failed", ""]

@@ -70,12 +70,13 @@ def _ctx(device: str) -> RunContext:
 
 def _times(**ms: float) -> dict[str, dict[str, float]]:
     names = {"base": BASE, "peft1": "diffusers+PEFT, 1 LoRA", "peft3": "diffusers+PEFT, 3 LoRAs",
+             "fused": "diffusers+PEFT, 3 LoRAs fused",
              "ours1": "vidlora bf16, 1 LoRA", "ours3": "vidlora bf16, 3 LoRAs"}  # fmt: skip
     return {names[k]: {"ms": v} for k, v in ms.items()}
 
 
 def test_rows_overheads_and_goals():
-    times = _times(base=100.0, peft1=140.0, peft3=190.0, ours1=104.0, ours3=110.0)
+    times = _times(base=100.0, peft1=140.0, peft3=190.0, fused=101.0, ours1=104.0, ours3=110.0)
     scenario = SCENARIOS["wan2.1-14b-480p-81f"]
     rows = _stage_rows(_ctx("cuda"), scenario.name, times, {"compiled": False}, scenario)
     assert check_rows(rows) == []
@@ -83,6 +84,8 @@ def test_rows_overheads_and_goals():
     assert by[("overhead, 1 LoRA", "vidlora bf16, 1 LoRA", None)]["ratio"] == pytest.approx(0.04 / 0.40)
     assert by[("overhead, 3 LoRAs", "vidlora bf16, 3 LoRAs", None)]["ratio"] == pytest.approx(0.10 / 0.90)
     goals = {r["goal"]: r["met"] for r in rows if r.get("kind") == "goal"}
+    (note,) = [r["note"] for r in rows if r.get("note")]
+    assert note == "noise control: PEFT fused (the base's GEMMs) = 1.010x base"
     assert goals == {
         "forward overhead of one LoRA <= 1/2 of PEFT's (issue 4)": True,
         "Wan 14B step with 1 LoRA <= 1.03x the step without LoRA (issue 7)": False,  # 1.04

@@ -25,7 +25,7 @@ def test_goal_verdict_and_table(tmp_path):
     written = write_report(rows, tmp_path, "run-1")
     text = written.files[0].read_text()
     assert written.files[0].name == "REPORT-cpu-test-run-1.md"
-    assert "| swap <= 1/10 of diffusers | swap: swap | vidlora | 0.2 | diffusers = 40 ms | <= 0.1 | **not met** |" in text
+    assert "| swap <= 1/10 of diffusers | swap: swap | vidlora | 0.2 | diffusers = 40 ms | <= 0.1 | **not met** |  |" in text
     assert "| swap | ms | vidlora | 8 | ms | 0.200 x diffusers |" in text
     assert "NOT met" in written.summary and "1 not met" in written.summary
 
