@@ -180,6 +180,8 @@ def _compile_blocks(model: torch.nn.Module) -> Callable[[], None]:
 def _stage_rows(ctx: RunContext, case: str, times: dict[str, dict], info: dict, scenario: Scenario) -> list[dict]:
     """ms rows with ratios to the base, overhead rows with ratios to PEFT, and goals."""
     rows = [ctx.row(BENCHMARK, case, name, "ms", t["ms"], "ms", **t, **info) for name, t in times.items()]
+    if BASE not in times:  # the base itself failed (its error row says why): no ratio can be made
+        return rows
     ratio_rows(rows, BASE)
     out = list(rows)
     by = {r["method"]: r for r in rows}
@@ -250,11 +252,15 @@ def _run_cpu(ctx: RunContext, scenario: Scenario, repeats: int) -> Iterator[dict
         torch.set_num_threads(old_threads)
 
 
-def _cuda_stage_rows(ctx: RunContext, scenario: Scenario, compiled: bool) -> list[dict[str, Any]]:
-    model = random_transformer(scenario.config, layers=scenario.layers, device="cuda")
-    inputs = scenario_inputs(scenario, device="cuda")
+def _cuda_stage_rows(
+    ctx: RunContext, scenario: Scenario, compiled: bool, device: str = "cuda", timer: Callable = _time_cuda
+) -> list[dict[str, Any]]:
+    """One GPU stage: every configuration in turn on one model (``device``/``timer`` let
+    the tests walk this exact sequence on the CPU)."""
+    model = random_transformer(scenario.config, layers=scenario.layers, device=device)
+    inputs = scenario_inputs(scenario, device=device)
     configs = [c for c in CONFIGS if not compiled or c.name in _COMPILED_CONFIGS]
-    info = _info(scenario, "cuda", compiled, model)
+    info = _info(scenario, device, compiled, model)
     case = scenario.name + (" compiled" if compiled else "")
 
     def call():
@@ -273,7 +279,7 @@ def _cuda_stage_rows(ctx: RunContext, scenario: Scenario, compiled: bool) -> lis
                 continue
             uncompile = _compile_blocks(model) if compiled else (lambda: None)
             try:
-                times[c.name] = _time_cuda(call)
+                times[c.name] = timer(call)
             except Exception as e:
                 failed.append(ctx.row(BENCHMARK, case, c.name, "error", None, "", error=f"{type(e).__name__}: {e}", **info))
             uncompile()

@@ -102,3 +102,23 @@ def test_gpu_stages_in_issue_7_order():
     assert forward_bench.GPU_STAGES[-1] == ("wan2.1-14b-480p-81f", True)
     assert SCENARIOS["wan2.1-14b-480p-81f"].tokens == 32760
     assert SCENARIOS["wan2.1-14b-480p-81f"].latent == (16, 21, 60, 104)
+
+
+def test_gpu_stage_sequence_on_one_model_runs_on_cpu():
+    # the CUDA stage's own sequence (every configuration prepared and undone in turn on one
+    # model, FP8 last), walked on the CPU with a 1-block model and 16 tokens
+    from vidlora.benchmarks.models import Scenario
+
+    tiny = Scenario("t", "wan2.1-t2v-1.3b", "1 block, 16 tokens", (16, 1, 8, 8), 8, layers=1)
+    calls = []
+
+    def timer(fn):
+        calls.append(fn()[0].float())
+        return {"ms": 1.0 + len(calls) / 100}
+
+    rows = forward_bench._cuda_stage_rows(_ctx("cpu"), tiny, False, device="cpu", timer=timer)
+    assert [r for r in rows if r["metric"] == "error"] == []
+    assert [r["method"] for r in rows if r["metric"] == "ms" and r.get("kind") != "goal"] == [c.name for c in CONFIGS]
+    assert check_rows(rows) == []
+    base, peft1, ours1 = calls[0], calls[1], calls[4]
+    assert (peft1 - base).abs().max() > 0 and torch.allclose(ours1, peft1, atol=0.05, rtol=0.05)
