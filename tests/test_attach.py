@@ -348,3 +348,24 @@ def test_report_names_what_is_patched():
     assert m["base_dtype"] == "float32" and m["base_bytes"] > 0
     (a,) = rep["adapters"]
     assert a["name"] == "a" and a["weight"] == "0.5" and a["deltas"] == len(WAN_DELTAS)
+
+
+def test_report_prints_as_text_and_detach_twice_is_harmless():
+    model = tiny_transformer("wan-i2v", seed=0)
+    lora = _lora(model, 1, WAN_DELTAS, name="a")
+    h = vidlora.attach(model)
+    h.add(lora, weight=[1.0, 0.5], blocks=[0, 1])
+    text = str(h.report())
+    assert "36 Linears in 24 units (9 fused)" in text and "a: weight schedule[1,0.5]" in text and "blocks 0-1" in text
+    h.detach()
+    h.detach()
+    with pytest.raises(VidloraError, match="detached"):
+        h.report()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_attach_to_a_missing_gpu_is_a_clear_error_and_changes_nothing():
+    model = tiny_transformer("wan-t2v", seed=0)
+    with pytest.raises(VidloraError, match="no CUDA GPU"):
+        vidlora.attach(model, fp8=True, device="cuda")
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())

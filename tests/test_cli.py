@@ -169,3 +169,21 @@ def test_wan22_expert_loras_from_the_command_line(tmp_path, assets, capsys):
     assert [(l["name"], l["expert"], l["weight"]) for l in meta["loras"]] == [("motion", "high", 0.7), ("motion_2", "low", 1.0)]
     assert meta["guidance_2"] == 3.0
     assert "expert=high" in err and "expert=low" in err
+
+
+def test_inspect_against_the_tiny_model_and_strength_typos(tmp_path, assets, capsys):
+    assert main(["inspect", str(assets["style"]), "--model", "tiny", "--json"]) == 0  # i2v LoRA -> tiny I2V
+    assert json.loads(capsys.readouterr().out)["compatibility"]["ok"] is True
+    assert main(["inspect", str(assets["motion"]), "--model", "tiny:hunyuan-t2v", "--json"]) == 1
+    capsys.readouterr()
+    rc = main(["t2v", "--model", "tiny", "--prompt", "x", "--lora", f"{assets['motion']}:abc",
+               "--out", str(tmp_path / "o.mp4")])
+    assert rc == 2 and "'abc' is not a strength" in capsys.readouterr().err
+
+
+def test_demo_assets_are_reproducible(tmp_path):
+    import hashlib
+
+    a, b = write_demo_assets(tmp_path / "a"), write_demo_assets(tmp_path / "b")
+    for key in ("motion", "style"):
+        assert hashlib.sha256(a[key].read_bytes()).digest() == hashlib.sha256(b[key].read_bytes()).digest()

@@ -122,6 +122,7 @@ def attach(
         in CPU memory -> an FP8 model on the GPU).
     """
     mode = normalize_fp8_mode(fp8)
+    device = _check_device(device)
     pipe, models = find_transformers(pipe_or_transformer)
     patched: dict[str, PatchedModel] = {}
     try:
@@ -132,6 +133,69 @@ def attach(
             unpatch_model(pm)
         raise
     return Adapters(pipe, patched)
+
+
+def _check_device(device):
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise VidloraError(f"device= must name a torch device ('cuda', 'cuda:1', 'cpu'); got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VidloraError(f"device={str(device)!r}: no CUDA GPU is visible to torch (check the driver, or use 'cpu')")
+    return device
+
+
+class Report(dict):
+    """``Adapters.report()``: a plain dict (JSON-serialisable) that prints as text."""
+
+    def __str__(self) -> str:
+        lines = []
+        for key, m in self["models"].items():
+            fp8 = f" ({', '.join(m['fp8'])})" if m.get("fp8") else ""
+            lines.append(
+                f"{key}: {m['family']}, {m['patched_linears']} Linears in {m['patched_units']} units "
+                f"({m['fused_units']} fused), base {m['base_dtype']}{fp8} {_bytes(m['base_bytes'])}, "
+                f"adapter stacks {_bytes(m['adapter_bytes'])}"
+            )
+        for a in self["adapters"]:
+            state = "" if a["enabled"] else ", disabled"
+            lines.append(
+                f"  {a['name']}: weight {a['weight']}{state}, {a['linears']} Linears + {a['deltas']} tensors, "
+                f"blocks {a['blocks'] if a['blocks'] == 'all' else _ranges(a['blocks'])}, on {'+'.join(a['models'])}, "
+                f"{_bytes(a['bytes'])}"
+            )
+            if a["expert"]:
+                lines.append(f"    {a['expert']}")
+            for w in a["warnings"]:
+                lines.append(f"    warning: {w}")
+            if a["skipped"]:
+                lines.append(f"    skipped {len(a['skipped'])}: " + "; ".join(a["skipped"][:3]) + (" ..." if len(a["skipped"]) > 3 else ""))
+        if not self["adapters"]:
+            lines.append("  no adapters")
+        return "\n".join(lines)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _ranges(values: list[int]) -> str:
+    out, start, prev = [], None, None
+    for v in values + [None]:
+        if start is None:
+            start = prev = v
+        elif v is not None and v == prev + 1:
+            prev = v
+        else:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = prev = v
+    return ",".join(out)
 
 
 class Adapters:
@@ -479,8 +543,10 @@ class Adapters:
         self._sync_step_hooks()
 
     def detach(self) -> None:
-        """Remove every adapter and put the original modules back (bit for bit)."""
-        self._check_alive()
+        """Remove every adapter and put the original modules back (bit for bit without
+        FP8). A second call does nothing."""
+        if self._detached:
+            return
         for name in list(self._adapters):
             self.remove(name)
         for pm in self._patched.values():
@@ -488,8 +554,10 @@ class Adapters:
         self._detached = True
 
     # ------------------------------------------------------------------ report
-    def report(self) -> dict:
-        """What is patched and loaded: base storage dtype and bytes, adapters, skips."""
+    def report(self) -> Report:
+        """What is patched and loaded: base storage dtype and bytes, adapters, skips.
+        A dict; ``print(h.report())`` shows it as text."""
+        self._check_alive()
         models = {}
         for key, pm in self._patched.items():
             units = list(pm.units.values())
@@ -523,10 +591,11 @@ class Adapters:
                     "deltas": len(a.deltas),
                     "bytes": a.nbytes(),
                     "skipped": [f"{n}: {why}" for n, why in a.skipped],
+                    "warnings": list(dict.fromkeys(a.warnings)),
                     "sha256": a.lora.sha256,
                 }
             )
-        return {"models": models, "adapters": adapters}
+        return Report(models=models, adapters=adapters)
 
     # ------------------------------------------------------------------ helpers
     def _check_alive(self) -> None:

@@ -93,22 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("i2v", help="image to video with stacked LoRAs")
+    p = sub.add_parser("i2v", help="image to video with stacked LoRAs",
+                       description="Image to video with stacked LoRAs (Wan 2.1/2.2 I2V, HunyuanVideo I2V); writes an MP4.")
     _add_generation_args(p, image=True)
-    p = sub.add_parser("t2v", help="text to video with stacked LoRAs")
+    p = sub.add_parser("t2v", help="text to video with stacked LoRAs",
+                       description="Text to video with stacked LoRAs (Wan 2.1/2.2, HunyuanVideo); writes an MP4.")
     _add_generation_args(p, image=False)
 
-    p = sub.add_parser("inspect", help="what a LoRA file holds, and whether it fits a model")
+    p = sub.add_parser("inspect", help="what a LoRA file holds, and whether it fits a model",
+                       description="Scheme, family and variant (with the evidence), ranks, alpha, module counts, "
+                       "trigger words and training metadata of a LoRA; with --model, whether it fits that model "
+                       "(checked on its config alone: no weights are downloaded). Exit 1 when it does not fit.")
     p.add_argument("file", help="LoRA file (or any source --lora accepts)")
-    p.add_argument("--model", default=None, help="check against this model (Hub id or folder; config only, no weights)")
+    p.add_argument("--model", default=None,
+                   help="check against this model: a Hub id, a local diffusers folder, a built-in config name "
+                   "(e.g. wan2.1-t2v-1.3b) or tiny / tiny:KIND")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = sub.add_parser("demo", help="generate a short video on the embedded tiny model with two stacked LoRAs")
+    p = sub.add_parser("demo", help="generate a short video on the embedded tiny model with two stacked LoRAs",
+                       description="Writes an example image and two LoRA files for the embedded tiny Wan I2V model, "
+                       "then runs `vidlora i2v` with both stacked (one on a strength schedule) over an FP8 base.")
     p.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--workdir", default=None, help="where the example image and LoRAs go (default: beside --out)")
 
-    p = sub.add_parser("bench", help="run the benchmark suite")
+    p = sub.add_parser("bench", help="run the benchmark suite",
+                       description="Run the benchmark suite (needs the bench extra: pip install 'vidlora[bench]'); "
+                       "see benchmarks/README.md.")
     p.add_argument("--quick", action="store_true", help="CPU-sized measurements only (a few minutes)")
     p.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this benchmark (repeatable)")
     p.add_argument("--out", default=None, help="results folder (default: benchmarks/results in a checkout)")
@@ -122,6 +133,21 @@ def _version() -> str:
     return f"vidlora {__version__}"
 
 
+def _quiet_libraries(progress: bool) -> None:
+    """Library chatter a command-line user cannot act on: transformers' warnings (e.g. the
+    torchvision notice on every image pipeline), and with --quiet the loading bars of
+    diffusers, transformers and huggingface_hub too."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if not progress:
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -129,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
+        if args.command != "bench":
+            _quiet_libraries(progress=not (getattr(args, "quiet", False) or getattr(args, "json", False)))
         if args.command in ("i2v", "t2v"):
             from .cli_generate import run_generate
 

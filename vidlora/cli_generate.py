@@ -179,7 +179,7 @@ def run_generate(args, task: str) -> int:
 
     info = model_info(args.model, task)
     if info.is_tiny:
-        console.print("note: --model tiny is a tiny random-weight model: it checks the plumbing, not the look")
+        console.print(f"note: --model {info.source} is a tiny random-weight model: it checks the plumbing, not the look")
     if (args.lora_high or args.lora_low) and not info.two_experts:
         raise VidloraError(
             f"--lora-high/--lora-low apply to Wan 2.2 A14B models (two experts); {info.source} is {info.family}"
@@ -257,6 +257,8 @@ def _print_loaded(console, reqs, handle, report) -> None:
         skipped = f", skipped {len(a['skipped'])} keys (see `vidlora inspect`)" if a["skipped"] else ""
         expert = f", {a['expert']}" if a["expert"] else ""
         console.print(f"LoRA {a['name']}: strength {a['weight']}, {a['linears']} layers + {a['deltas']} tensors{expert}{skipped}")
+        for w in a["warnings"]:
+            console.warn(f"{a['name']}: {w}")
 
 
 def _print_summary(console, path, frames, fps, width, height, elapsed, reqs, report) -> None:

@@ -9,6 +9,21 @@ import sys
 __all__ = ["run_inspect"]
 
 
+def _inventory(model: str, lora):
+    """The model's inventory from its config: Hub id, folder, built-in config name, or the
+    embedded tiny model (``tiny`` follows the LoRA's own task; ``tiny:KIND`` names one)."""
+    from .inspect import model_inventory
+
+    text = model.strip()
+    if text == "tiny" or text.startswith("tiny:"):
+        from .pipelines import model_info
+
+        kind = text.partition(":")[2]
+        task = ("i2v" if "i2v" in kind else "t2v") if kind else (lora.variant.task or "t2v")
+        return model_inventory(model_info(text, task).location)
+    return model_inventory(text)
+
+
 def run_inspect(args) -> int:
     from .formats import read_lora
     from .inspect import build_report, model_inventory, render_report
@@ -16,7 +31,7 @@ def run_inspect(args) -> int:
 
     resolved = resolve_source(args.file, progress=not args.json)
     lora = read_lora(resolved.path)
-    inv = model_inventory(args.model) if args.model else None
+    inv = _inventory(args.model, lora) if args.model else None
     report = build_report(lora, inv)
     report.setdefault("source", resolved.origin)
     report.setdefault("sha256", resolved.sha256)

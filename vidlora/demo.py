@@ -46,10 +46,28 @@ def _image(path: Path) -> None:
     img.save(path)
 
 
+def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """A safetensors file with a byte-for-byte reproducible header (keys and metadata
+    sorted), so the demo LoRAs have the same sha256 on every run and machine."""
+    import json
+    import struct
+
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for key in sorted(tensors):
+        t = tensors[key].contiguous()
+        data = t.view(torch.uint8).numpy().tobytes() if t.dim() else t.reshape(1).view(torch.uint8).numpy().tobytes()
+        header[key] = {"dtype": {torch.bfloat16: "BF16", torch.float32: "F32"}[t.dtype], "shape": list(t.shape),
+                       "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
 def write_demo_assets(folder: Path) -> dict[str, Path]:
     """The example image and the two LoRA files; returns their paths."""
-    from safetensors.torch import save_file
-
     from .tiny import TINY_TRANSFORMER_CONFIGS
 
     cfg = TINY_TRANSFORMER_CONFIGS["wan-i2v"]
@@ -74,7 +92,7 @@ def write_demo_assets(folder: Path) -> dict[str, Path]:
             motion[f"{key}.lora_down.weight"] = rnd(_MOTION_RANK, n_in, scale=n_in**-0.5)
             motion[f"{key}.lora_up.weight"] = rnd(n_out, _MOTION_RANK, scale=2.0)
             motion[f"{key}.alpha"] = torch.tensor(_MOTION_ALPHA, dtype=torch.bfloat16)
-    save_file(motion, paths["motion"], metadata={
+    _save(motion, paths["motion"], metadata={
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": "wan2.1/lora",
         "modelspec.title": "vidlora demo motion",
@@ -95,7 +113,7 @@ def write_demo_assets(folder: Path) -> dict[str, Path]:
     style["diffusion_model.blocks.0.norm3.diff"] = rnd(width, scale=0.1)  # diffusers norm2
     style["diffusion_model.blocks.0.norm3.diff_b"] = rnd(width, scale=0.1)
     style["diffusion_model.blocks.1.diff_m"] = rnd(1, 6, width, scale=0.05)  # scale_shift_table
-    save_file(style, paths["style"], metadata={
+    _save(style, paths["style"], metadata={
         "ss_tag_frequency": json.dumps({"1_watercolor": {"watercolor": 12}}),
         "ss_output_name": "vidlora demo style",
     })

@@ -39,6 +39,10 @@ class LowRank:
     scale: float
     source_keys: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:  # the tensors themselves are too long to print
+        return (f"LowRank(rank={self.rank}, in={self.in_features}, out={self.out_features}, "
+                f"alpha={self.alpha}, scale={self.scale:g}, dtype={str(self.down.dtype).replace('torch.', '')})")
+
     @property
     def rank(self) -> int:
         return int(self.down.shape[0])
@@ -98,6 +102,12 @@ class LoRAFile:
     dtype: torch.dtype | None = None
     size_bytes: int = 0
     sha256: str | None = None
+
+    def __repr__(self) -> str:  # a summary: the tensors themselves are too long to print
+        parts = f", experts={sorted(self.experts)}" if self.experts else ""
+        return (f"LoRAFile({self.path!r}, scheme={self.scheme!r}, family={self.family!r}, rank={self.rank}, "
+                f"alpha={self.alpha}, modules={len(self.modules)}, deltas={len(self.deltas)}{parts}, "
+                f"trigger_words={self.trigger_words})")
 
     @property
     def name(self) -> str:

@@ -152,7 +152,7 @@ def model_info(model: str | os.PathLike | None, task: str) -> ModelInfo:
         wanted = "image-to-video" if task == "i2v" else "text-to-video"
         example = DEFAULT_MODELS[task]
         raise VidloraError(
-            f"{source} is a {info.family} model ({info.pipeline_class}); `{task}` needs an {wanted} model "
+            f"{source} is a {info.family} model ({info.pipeline_class}); `{task}` needs {'an' if wanted[0] in 'aeiou' else 'a'} {wanted} model "
             f"(e.g. {example}, or --model tiny)"
         )
     return info

@@ -142,6 +142,11 @@ def parse_lora_spec(spec: str) -> tuple[str, float | list[float]]:
         raise VidloraError(f"LoRA spec {spec!r} ends with ':' but no strength; expected SOURCE:STRENGTH")
     strength = _parse_strength(tail)
     if strength is None:
+        existing = Path(head).expanduser()
+        if head and existing.exists() and not Path(spec).expanduser().exists():
+            raise VidloraError(
+                f"LoRA spec {spec!r}: {tail!r} is not a strength; expected a number (0.8) or a comma list (0.9,0.8,0.7)"
+            )
         if _STRENGTH_CHARS.match(tail) and any(c.isdigit() for c in tail):
             raise VidloraError(
                 f"LoRA spec {spec!r}: {tail!r} is not a strength; expected a number (0.8) or a comma list (0.9,0.8,0.7)"

@@ -52,7 +52,9 @@ _WAN_BASE: dict[str, Any] = dict(
     cross_attn_norm=True,
     qk_norm="rms_norm_across_heads",
     eps=1e-6,
-    rope_max_seq_len=32,
+    # as the real models: rotary tables for 1024 positions per axis, so any frame count or
+    # size the CLI accepts (832x480 -> 52 latent columns) runs on the tiny model too
+    rope_max_seq_len=1024,
 )
 
 TINY_TRANSFORMER_CONFIGS: dict[str, dict[str, Any]] = {
@@ -156,7 +158,7 @@ TINY_PIPELINE_KINDS = ("wan-t2v", "wan-i2v", "wan2.2-t2v-a14b", "hunyuan-t2v", "
 # given as a path behaves exactly like --model tiny.
 TINY_MARKER_FILE = "vidlora_tiny.json"
 # Bump when any component below changes: folders of older builds are then rebuilt.
-_TINY_BUILD = 1
+_TINY_BUILD = 2  # bump whenever a tiny config changes: cached folders are rebuilt
 
 # Seeds per component, fixed so that every machine builds byte-identical weights.
 _SEEDS = {"transformer": 0, "transformer_2": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4, "image_encoder": 5}
