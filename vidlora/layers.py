@@ -13,8 +13,10 @@ and zero scale, so:
 * a strength change or enable/disable writes c in place: no reallocation, no recompile;
 * adding an adapter whose ranks fit into the free (padding) rows writes them in place:
   the shapes do not change, so compiled blocks do not recompile;
-* removing an adapter compacts the rows in place and shrinks the stack only when the
-  remaining ranks fit a smaller multiple of 16 (that frees the adapter's memory).
+* removing an adapter compacts the rows in place; the stack is reallocated smaller (freeing
+  memory) once less than half of it is in use, as a growable array does. So a swap (remove
+  one adapter, add another of the same size) reallocates nothing and recompiles nothing,
+  and removing the last adapter frees everything.
 
 The stack tensors are buffers whose *objects* never change (only their ``.data``), so
 offload hooks that recorded them at setup (model / group offloading) keep moving them.
@@ -186,37 +188,38 @@ class LoRALinear(nn.Module):
     def add_slot(self, name: str, pieces: list[tuple[str, torch.Tensor, torch.Tensor, float]]) -> Slot:
         """Append an adapter: ``pieces`` = [(part path, down [r, K], up [part rows, r],
         scale)], one per projection of this unit it targets. Its scale entries start at 0
-        (inactive); the caller writes them with :meth:`set_slot_scale`."""
+        (inactive); the caller writes them with :meth:`set_slot_scale`. The tensors are
+        written straight into the stack (rows past the used ones are always zero)."""
         if self.slot(name) is not None:
             raise ValueError(f"adapter {name!r} is already on {self.unit_name}")
-        dev, dt = self.lora_a.device, self.lora_a.dtype
         rank = sum(int(d.shape[0]) for _, d, _, _ in pieces)
-        a_new = torch.cat([d.to(device=dev, dtype=dt) for _, d, _, _ in pieces], 0)
-        b_new = torch.zeros(self.out_features, rank, device=dev, dtype=dt)
-        row_scale = torch.empty(rank, dtype=torch.float32)
-        col = 0
-        for path, down, up, scale in pieces:
-            part = self.parts[self.part_index(path)]
-            r = int(down.shape[0])
-            b_new[part.start : part.stop, col : col + r] = up.to(device=dev, dtype=dt)
-            row_scale[col : col + r] = scale
-            col += r
-
         start = self.used_rank
-        need = start + rank
-        if need > self.stored_rank:
-            self._resize(rank_bucket(need))
-        self.lora_a[start:need] = a_new
-        self.lora_b[:, start:need] = b_new
-        self.lora_scale[start:need] = 0.0
+        if start + rank > self.stored_rank:
+            self._resize(rank_bucket(start + rank))
+        row_scale = torch.empty(rank, dtype=torch.float32)
+        col = start
+        try:
+            for path, down, up, scale in pieces:
+                part = self.parts[self.part_index(path)]
+                r = int(down.shape[0])
+                self.lora_a[col : col + r] = down
+                self.lora_b[part.start : part.stop, col : col + r] = up
+                row_scale[col - start : col - start + r] = scale
+                col += r
+        except BaseException:
+            # keep the invariant the next add relies on: unused rows and columns are zero
+            self.lora_a[start : start + rank] = 0
+            self.lora_b[:, start : start + rank] = 0
+            raise
+        self.lora_scale[start : start + rank] = 0.0
         slot = Slot(name, start, rank, row_scale, tuple(p for p, *_ in pieces))
         self.slots.append(slot)
         return slot
 
     @torch.no_grad()
     def remove_slot(self, name: str, shrink: bool = True) -> None:
-        """Drop an adapter's rows, compacting the ones after it in place; shrink the stack
-        (freeing memory) when what remains fits a smaller multiple of 16 and ``shrink``."""
+        """Drop an adapter's rows, compacting the ones after it in place; reallocate the stack
+        smaller (freeing memory) when less than half of it stays in use and ``shrink``."""
         slot = self.slot(name)
         if slot is None:
             return
@@ -236,7 +239,7 @@ class LoRALinear(nn.Module):
         for s in self.slots:
             if s.start > lo:
                 s.start -= slot.rank
-        if shrink and rank_bucket(new_used) < self.stored_rank:
+        if shrink and rank_bucket(new_used) * 2 < self.stored_rank:
             self._resize(rank_bucket(new_used))
 
     @torch.no_grad()

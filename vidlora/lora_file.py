@@ -14,6 +14,8 @@ and every full-tensor delta is additive: ``param += strength * delta``.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -101,7 +103,19 @@ class LoRAFile:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     dtype: torch.dtype | None = None
     size_bytes: int = 0
-    sha256: str | None = None
+    _sha256: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str | None:
+        """sha256 of the file's bytes, computed on first use and kept: hashing costs about
+        as much as reading the file, and an add() or a swap has no use for it."""
+        if self._sha256 is None and os.path.isfile(self.path):
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(chunk)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
 
     def __repr__(self) -> str:  # a summary: the tensors themselves are too long to print
         parts = f", experts={sorted(self.experts)}" if self.experts else ""
@@ -112,8 +126,6 @@ class LoRAFile:
     @property
     def name(self) -> str:
         """The file stem: the default adapter name."""
-        import os
-
         base = os.path.basename(self.path)
         return base[: -len(".safetensors")] if base.endswith(".safetensors") else base
 

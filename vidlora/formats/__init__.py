@@ -66,6 +66,11 @@ def _check_tensors(raw: RawFile) -> None:
         # An integer alpha (torch.tensor(16)) is an exact number; weights must be floats.
         if not t.is_floating_point() and not (split[1] == "alpha" and t.dtype != torch.bool):
             raise LoRAFormatError(f"{raw.path}: tensor {key!r} has dtype {t.dtype}; LoRA tensors must be floating point")
+        # One fp32-accumulated sum per tensor: NaN/Inf anywhere makes it non-finite (and
+        # a finite tensor whose sum overflows just gets the exact check), ~4x cheaper than
+        # an element-wise isfinite mask on every tensor of every add().
+        if t.is_floating_point() and t.element_size() > 1 and bool(torch.isfinite(t.sum(dtype=torch.float32))):
+            continue
         finite = torch.isfinite(t if t.is_floating_point() and t.element_size() > 1 else t.float())
         if not bool(finite.all()):
             bad = int((~finite).sum())
@@ -100,7 +105,6 @@ def _to_lora_file(raw: RawFile, result: ReadResult, words: list[str], dtype) -> 
         ignored=list(result.ignored),
         dtype=dtype,
         size_bytes=raw.size_bytes,
-        sha256=raw.sha256,
     )
 
 

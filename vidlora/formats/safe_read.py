@@ -9,7 +9,6 @@ single byte of it being deserialized. Only then does safetensors load the tensor
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -46,7 +45,6 @@ class RawFile:
     tensors: dict[str, torch.Tensor]
     metadata: dict[str, str]
     size_bytes: int
-    sha256: str
 
     @property
     def name(self) -> str:
@@ -114,14 +112,6 @@ def _check_header(path: str, header: object, data_len: int) -> dict[str, str]:
     return dict(metadata)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_safetensors(path: str) -> RawFile:
     """Read a local .safetensors file with every structural check done up front."""
     if os.path.isdir(path):
@@ -172,5 +162,4 @@ def read_safetensors(path: str) -> RawFile:
         tensors=tensors,
         metadata=metadata,
         size_bytes=size,
-        sha256=_sha256(path),
     )

@@ -50,7 +50,7 @@ def _read(raw: RawFile, keys: list[str]) -> ReadResult:
     for part, renamed in sorted(parts.items()):
         # The W1 reader sees the part's keys without the sub-prefix, on the same tensors.
         view = RawFile(raw.path, {new: raw.tensors[old] for new, old in renamed.items()}, raw.metadata,
-                       raw.size_bytes, raw.sha256)
+                       raw.size_bytes)
         result = _W1.read(view, list(renamed))
         # Report the file's own key names, not the renamed view's.
         for low in result.modules.values():
