@@ -24,7 +24,6 @@ EXPECTED = {
     "wan2.2-t2v-a14b": (40, 10, 7, 2),
     "wan2.2-i2v-a14b": (40, 10, 7, 2),  # Wan 2.2 I2V dropped the CLIP image branch
 }
-# HunyuanVideo: 20 double blocks x 12 Linears + 40 single blocks x 5, not fused
 HUNYUAN = {"hunyuan-video-t2v", "hunyuan-video-i2v"}
 
 
@@ -36,7 +35,8 @@ def test_patched_units_match_the_config(name):
     linears = sum(len(u.parts) for u in units)
     fused = sum(1 for u in units if len(u.parts) > 1)
     if name in HUNYUAN:
-        assert (len(units), linears, fused) == (20 * 12 + 40 * 5, 440, 0)
+        # 20 double blocks x (12 + 2 adaLN modulation) + 40 single blocks x (5 + 1), not fused
+        assert (len(units), linears, fused) == (20 * 14 + 40 * 6, 520, 0)
     else:
         blocks, per_block, units_per_block, fused_per_block = EXPECTED[name]
         assert linears == blocks * per_block

@@ -73,7 +73,7 @@ def test_real_inventory(real_models, real_inventories, name):
         lin = inv.linears["single_transformer_blocks.0.proj_mlp"]
         assert (lin.in_features, lin.out_features) == ffn
         assert inv.linears["single_transformer_blocks.39.proj_out"].in_features == 3072 + 12288
-        assert len(block_linear_paths(inv)) == 20 * 12 + 40 * 5
+        assert len(block_linear_paths(inv)) == 20 * 14 + 40 * 6  # incl. the adaLN modulation Linears
     assert describe(inv) == f"{family_label(family)} (width {width})"
 
 
@@ -95,8 +95,8 @@ def test_tiny_inventories():
     assert (lin.in_features, lin.out_features, lin.has_bias) == (24, 24, True)
     assert i2v.params["blocks.0.scale_shift_table"] == (1, 6, 24)
     assert len(block_linear_paths(t2v)) == 30 and len(block_linear_paths(i2v)) == 36
-    assert len(block_linear_paths(hy)) == 2 * 12 + 2 * 5
-    assert "transformer_blocks.0.norm1.linear" not in block_linear_paths(hy)  # modulation stays unpatched
+    assert len(block_linear_paths(hy)) == 2 * 14 + 2 * 6
+    assert "transformer_blocks.0.norm1.linear" in block_linear_paths(hy)  # modulation: FP8 with the rest
 
 
 def test_block_index():
