@@ -140,6 +140,23 @@ def _select(only: list[str] | None) -> list[Entry]:
     return [e for e in ENTRIES if e.name in only]
 
 
+# benchmarks whose baselines are diffusers + PEFT: peft is in the `bench` extra only
+_NEEDS_PEFT = ("forward", "swap")
+
+
+def _check_extras(entries: list[Entry]) -> None:
+    import importlib.util
+
+    from vidlora.errors import VidloraError
+
+    wanting = [e.name for e in entries if e.name in _NEEDS_PEFT]
+    if wanting and importlib.util.find_spec("peft") is None:
+        raise VidloraError(
+            f"benchmarks {', '.join(wanting)} compare with diffusers + PEFT, which is not installed: "
+            "pip install 'vidlora[bench]' (or pick others with --only; see --list)"
+        )
+
+
 def run_suite(args) -> int:
     """The ``vidlora bench`` command: args has .quick, .only (list or None), .out, .list."""
     if args.list:
@@ -147,6 +164,7 @@ def run_suite(args) -> int:
             print(f"{e.name:15} {e.summary}")
         return 0
     entries = _select(args.only)
+    _check_extras(entries)
     import torch
 
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
