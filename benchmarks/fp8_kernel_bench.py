@@ -11,10 +11,11 @@ Issue 5's kernel goals, at Wan 2.1 14B shapes with a rank-32 LoRA active:
 
 Methods: ``base`` (cuBLAS ``F.linear``, bf16, no LoRA: the baseline of the ``ms`` rows),
 ``vidlora bf16`` (``lora_linear``), ``vidlora fp8 w8a16`` and ``vidlora fp8 w8a8``
-(``torch.ops.vidlora.lora_linear_fp8`` with the weight quantized per output channel by
-``vidlora.fp8.quantize_weight``). ``vs bf16 fused`` rows repeat the FP8 times with
-``vidlora bf16`` as their baseline, for the W8A16 goals. Times: triton.testing.do_bench
-medians (L2 flushed).
+(``torch.ops.vidlora.lora_linear_fp8`` with the weight quantized per output channel).
+``vs bf16 fused`` rows repeat the FP8 times with ``vidlora bf16`` as their baseline, for
+the W8A16 goals. On a GPU the times are ``kernel_bench.run_gpu_fp8``'s (do_bench medians,
+L2 flushed, with roofline floors), put into the suite's rows here: one measurement, two
+reports.
 
 On CPU (no GPU, or --quick) one small shape runs through the torch references, so the
 code path is exercised; CPU rows carry no goal: their speed says nothing about kernels.
@@ -29,17 +30,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .harness import make_linear_case, time_cpu_interleaved, time_gpu
+from .harness import make_linear_case, time_cpu_interleaved
 from .rows import RunContext, goal_row, ratio_rows
 
-__all__ = ["BENCHMARK", "GPU_SHAPES", "run"]
+__all__ = ["BENCHMARK", "run"]
 
 BENCHMARK = "fp8_kernel_bench"
 RANK = 32
 # (name, N, K): Wan 2.1 14B projection, fused q/k/v, FFN up and down
-GPU_SHAPES = (("wan14b.proj", 5120, 5120), ("wan14b.qkv", 15360, 5120), ("wan14b.ffn_up", 13824, 5120),
-              ("wan14b.ffn_down", 5120, 13824))  # fmt: skip
-GPU_TOKENS = (32760, 1024)
 CPU_CASE = ("small.proj", 256, 384, 384)  # name, M, N, K
 
 
@@ -84,8 +82,13 @@ def _case_rows(ctx: RunContext, name: str, m: int, n: int, k: int, times: dict[s
     return out
 
 
+# kernel_bench's FP8 method names -> this benchmark's
+_GPU_METHODS = {"base": "base", "vidlora": "vidlora bf16", "w8a16": "vidlora fp8 w8a16", "w8a8": "vidlora fp8 w8a8"}
+
+
 def run(ctx: RunContext) -> Iterator[dict[str, Any]]:
-    """GPU: every shape x M (W8A8 left out where the GPU has no FP8 MMA); CPU: one small case."""
+    """GPU: kernel_bench's FP8 measurements (do_bench, roofline floors), in the suite's rows
+    with issue 5's goals; CPU: one small case through the torch references."""
     if ctx.device != "cuda":
         name, m, n, k = CPU_CASE
         threads = torch.get_num_threads()
@@ -98,11 +101,13 @@ def run(ctx: RunContext) -> Iterator[dict[str, Any]]:
             t.update(clock="thread CPU time, 1 thread", path="CPU torch references (not the kernels)")
         yield from _case_rows(ctx, name, m, n, k, times)
         return
-    fp8_mma = torch.cuda.get_device_capability() >= (8, 9)
-    for name, n, k in GPU_SHAPES:
-        for m in GPU_TOKENS:
-            methods = _methods(m, n, k, "cuda")
-            if not fp8_mma:  # W8A8 needs FP8 tensor cores (sm_89+): no row rather than a made-up one
-                methods.pop("vidlora fp8 w8a8")
-            times = {meth: time_gpu(fn) | {"clock": "do_bench median"} for meth, fn in methods.items()}
-            yield from _case_rows(ctx, name, m, n, k, times)
+    from . import kernel_bench
+
+    cases: dict[tuple, dict[str, dict]] = {}
+    for r in kernel_bench.run_gpu_fp8(ctx.quick):  # W8A8 rows only where the GPU has FP8 MMA
+        if r["method"] in _GPU_METHODS:
+            extra = {key: r[key] for key in ("floor_ms", "ratio_vs_floor", "tflops", "bandwidth") if key in r}
+            cases.setdefault((r["shape"], r["m"], r["n"], r["k"]), {})[_GPU_METHODS[r["method"]]] = {
+                "ms": r["ms"], "clock": "do_bench median", **extra}
+    for (name, m, n, k), times in cases.items():
+        yield from _case_rows(ctx, name, m, n, k, times)
