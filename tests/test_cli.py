@@ -4,7 +4,6 @@ the demo, inspect, and one clear line + non-zero exit for every bad input."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import imageio.v3 as iio
 import pytest

@@ -26,7 +26,7 @@ def _inventory(model: str, lora):
 
 def run_inspect(args) -> int:
     from .formats import read_lora
-    from .inspect import build_report, model_inventory, render_report
+    from .inspect import build_report, render_report
     from .sources import resolve_source
 
     resolved = resolve_source(args.file, progress=not args.json)
