@@ -127,6 +127,16 @@ class GemmConfig:
             raise ValueError(f"GemmConfig has an invalid group_m/num_warps/num_stages: {self}")
 
 
+def _check_tiles(cfg) -> None:
+    """block_m/k/r powers of two >= 16 (the MMA minimum), a valid warp count and stages."""
+    for name in ("block_m", "block_k", "block_r"):
+        v = getattr(cfg, name)
+        if v < _MIN_MMA_K or v & (v - 1):
+            raise ValueError(f"{type(cfg).__name__}.{name} must be a power of two >= 16, got {v}")
+    if cfg.num_warps not in (1, 2, 4, 8, 16) or cfg.num_stages < 1:
+        raise ValueError(f"{type(cfg).__name__} has an invalid num_warps/num_stages: {cfg}")
+
+
 @dataclass(frozen=True)
 class ShrinkConfig:
     """Tile sizes and launch options of the shrink kernel T = (x A^T) * c."""
@@ -138,12 +148,7 @@ class ShrinkConfig:
     num_stages: int
 
     def __post_init__(self) -> None:
-        for name in ("block_m", "block_k", "block_r"):
-            v = getattr(self, name)
-            if v < _MIN_MMA_K or v & (v - 1):
-                raise ValueError(f"ShrinkConfig.{name} must be a power of two >= 16, got {v}")
-        if self.num_warps not in (1, 2, 4, 8, 16) or self.num_stages < 1:
-            raise ValueError(f"ShrinkConfig has an invalid num_warps/num_stages: {self}")
+        _check_tiles(self)
 
 
 @dataclass(frozen=True)
@@ -286,12 +291,9 @@ class QuantConfig:
     num_stages: int
 
     def __post_init__(self) -> None:
-        for name in ("block_m", "block_k", "block_r"):
-            v = getattr(self, name)
-            if v < _MIN_MMA_K or v & (v - 1):
-                raise ValueError(f"QuantConfig.{name} must be a power of two >= 16, got {v}")
-        if self.programs < 1 or self.num_warps not in (1, 2, 4, 8, 16) or self.num_stages < 1:
-            raise ValueError(f"QuantConfig has an invalid programs/num_warps/num_stages: {self}")
+        _check_tiles(self)
+        if self.programs < 1:
+            raise ValueError(f"QuantConfig has an invalid programs: {self}")
 
 
 def _check_fp8_mode(mode: str) -> None:

@@ -48,6 +48,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ._format import index_ranges
 from .errors import LoRAMismatchError, VidloraError
 from .families import block_index, describe
 from .fp8 import normalize_fp8_mode
@@ -163,7 +164,7 @@ class Report(dict):
             state = "" if a["enabled"] else ", disabled"
             lines.append(
                 f"  {a['name']}: weight {a['weight']}{state}, {a['linears']} Linears + {a['deltas']} tensors, "
-                f"blocks {a['blocks'] if a['blocks'] == 'all' else _ranges(a['blocks'])}, on {'+'.join(a['models'])}, "
+                f"blocks {a['blocks'] if a['blocks'] == 'all' else index_ranges(a['blocks'])}, on {'+'.join(a['models'])}, "
                 f"{_bytes(a['bytes'])}"
             )
             if a["expert"]:
@@ -183,19 +184,6 @@ def _bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1000
     return str(n)
-
-
-def _ranges(values: list[int]) -> str:
-    out, start, prev = [], None, None
-    for v in values + [None]:
-        if start is None:
-            start = prev = v
-        elif v is not None and v == prev + 1:
-            prev = v
-        else:
-            out.append(str(start) if start == prev else f"{start}-{prev}")
-            start = prev = v
-    return ",".join(out)
 
 
 class Adapters:

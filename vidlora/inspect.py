@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from ._format import index_ranges
 from .errors import VidloraError
 from .families import (
     MODULE_KINDS,
@@ -38,21 +39,6 @@ _LISTED = 10  # skipped / ignored entries listed by name in the text table
 def model_inventory(model_id_or_dir: str) -> Inventory:
     """The inventory of a model from its transformer config alone (meta device)."""
     return inventory(meta_transformer(transformer_config_from(model_id_or_dir)))
-
-
-def _ranges(numbers: set[int]) -> str:
-    """{0, 1, 2, 5} -> "0-2, 5"."""
-    out, run = [], []
-    for n in sorted(numbers):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [n]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ", ".join(out)
 
 
 def _one_or_list(values: list) -> Any:
@@ -102,7 +88,7 @@ def _content(lora: LoRAFile) -> dict[str, Any]:
             "by_kind": {k: delta_kinds.get(k, 0) for k in MODULE_KINDS},
             "params": sorted(lora.deltas)[:_LISTED],
         },
-        "blocks": {kind: _ranges(ids) for kind, ids in blocks.items()},
+        "blocks": {kind: index_ranges(ids) for kind, ids in blocks.items()},
         "ignored": [[k, why] for k, why in lora.ignored],
     }
 

@@ -13,7 +13,7 @@ import re
 
 from ..errors import LoRAFormatError
 from .alpha_rules import peft_config_for
-from .key_parts import split_role, strip_prefix
+from .key_parts import module_of, strip_prefix
 from .reader_base import Reader, ReadResult, build, parse_keys
 from .safe_read import RawFile
 from .targets import Target
@@ -27,11 +27,6 @@ _HUNYUAN = re.compile(
 )
 
 
-def _module(key: str) -> str | None:
-    split = split_role(key)
-    return None if split is None else strip_prefix(split[0])[1]
-
-
 def _arch_of(module: str) -> str | None:
     if looks_wan_diffusers(module):
         return "wan"
@@ -41,7 +36,7 @@ def _arch_of(module: str) -> str | None:
 
 
 def _claims(keys: list[str]) -> bool:
-    return any((m := _module(k)) is not None and _arch_of(m) is not None for k in keys)
+    return any((m := module_of(k)) is not None and _arch_of(m) is not None for k in keys)
 
 
 def _read(raw: RawFile, keys: list[str]) -> ReadResult:

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 from .alpha_rules import peft_config_for
 from .hunyuan_names import looks_comfy, looks_original, translate_original
-from .key_parts import split_role, strip_prefix
+from .key_parts import module_of, strip_prefix
 from .reader_base import Reader, ReadResult, build, parse_keys
 from .safe_read import RawFile
 
 __all__ = ["READER"]
 
 
-def _module(key: str) -> str | None:
-    split = split_role(key)
-    return None if split is None else strip_prefix(split[0])[1]
-
-
 def _claims(keys: list[str]) -> bool:
-    return any((m := _module(k)) is not None and looks_original(m) for k in keys)
+    return any((m := module_of(k)) is not None and looks_original(m) for k in keys)
 
 
 def _read(raw: RawFile, keys: list[str]) -> ReadResult:

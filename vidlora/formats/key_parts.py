@@ -107,5 +107,12 @@ def strip_prefix(key: str) -> tuple[str, str]:
     return "", key
 
 
+def module_of(key: str) -> str | None:
+    """The module name of a tensor key, known suffix and dotted prefix removed (None when
+    the key ends in no known tensor suffix)."""
+    split = split_role(key)
+    return None if split is None else strip_prefix(split[0])[1]
+
+
 def is_text_encoder_key(key: str) -> bool:
     return key.startswith(_TEXT_ENCODER_PREFIXES)

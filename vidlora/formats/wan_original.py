@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..errors import LoRAFormatError
 from .alpha_rules import peft_config_for
-from .key_parts import split_role, strip_prefix
+from .key_parts import module_of, strip_prefix
 from .reader_base import Reader, ReadResult, build, parse_keys
 from .safe_read import RawFile
 from .wan_names import looks_diffusers, looks_original, translate_original
@@ -21,13 +21,8 @@ from .wan_names import looks_diffusers, looks_original, translate_original
 __all__ = ["READER"]
 
 
-def _module(key: str) -> str | None:
-    split = split_role(key)
-    return None if split is None else strip_prefix(split[0])[1]
-
-
 def _claims(keys: list[str]) -> bool:
-    return any((m := _module(k)) is not None and looks_original(m) for k in keys)
+    return any((m := module_of(k)) is not None and looks_original(m) for k in keys)
 
 
 def _scheme(keys: list[str]) -> str:
