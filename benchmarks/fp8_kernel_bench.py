@@ -42,7 +42,7 @@ CPU_CASE = ("small.proj", 256, 384, 384)  # name, M, N, K
 
 
 def _methods(m: int, n: int, k: int, device: str) -> dict[str, Any]:
-    from vidlora.fp8 import quantize_weight
+    from vidlora.kernels.fp8_format import quantize_weight
     from vidlora.kernels import lora_linear
     from vidlora.kernels.fp8_ops import lora_linear_fp8_op
 

@@ -31,22 +31,23 @@ from pathlib import Path
 
 import torch
 
+from vidlora.kernels.fp8_format import E4M3_MAX as _E4M3_MAX, FP8_DTYPE, MIN_SCALE
+
 from .harness import environment, result_row, results_path, write_rows
 
 __all__ = ["quantize_rtn", "quantize_stochastic", "lora_effect_errors", "main"]
 
-_E4M3_MAX = 448.0
 KIND = "wan-t2v"
 
 
 def _per_channel_scale(w: torch.Tensor) -> torch.Tensor:
-    return (w.abs().amax(dim=1).float() / _E4M3_MAX).clamp_min(1e-12)
+    return (w.abs().amax(dim=1).float() / _E4M3_MAX).clamp_min(MIN_SCALE)
 
 
 def quantize_rtn(w: torch.Tensor) -> torch.Tensor:
     """W -> dequantized per-channel e4m3 with round-to-nearest (fp32 result)."""
     s = _per_channel_scale(w)
-    return (w.float() / s[:, None]).clamp(-_E4M3_MAX, _E4M3_MAX).to(torch.float8_e4m3fn).float() * s[:, None]
+    return (w.float() / s[:, None]).clamp(-_E4M3_MAX, _E4M3_MAX).to(FP8_DTYPE).float() * s[:, None]
 
 
 def quantize_stochastic(w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -55,7 +56,7 @@ def quantize_stochastic(w: torch.Tensor, generator: torch.Generator) -> torch.Te
     the other, so the expected value is exact."""
     s = _per_channel_scale(w)
     v = (w.float() / s[:, None]).clamp(-_E4M3_MAX, _E4M3_MAX)
-    q = v.to(torch.float8_e4m3fn)
+    q = v.to(FP8_DTYPE)
     qf = q.float()
     # e4m3fn bit patterns order magnitudes monotonically (0x00..0x7E; 0x7F is NaN), so the
     # other neighbour is one magnitude step toward zero when RTN rounded away from it,
@@ -63,7 +64,7 @@ def quantize_stochastic(w: torch.Tensor, generator: torch.Generator) -> torch.Te
     mag = (q.view(torch.uint8) & 0x7F).to(torch.int16)
     other_mag = torch.where(qf.abs() > v.abs(), mag - 1, (mag + 1).clamp(max=0x7E))
     sign = (v < 0).to(torch.int16) * 0x80
-    other = (sign | other_mag).to(torch.uint8).view(torch.float8_e4m3fn).float()
+    other = (sign | other_mag).to(torch.uint8).view(FP8_DTYPE).float()
     gap = (other - qf).abs()
     p = torch.where(gap > 0, (v - qf).abs() / gap.clamp_min(1e-30), torch.zeros_like(v))
     take_other = torch.rand(v.shape, generator=generator) < p

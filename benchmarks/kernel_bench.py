@@ -240,7 +240,7 @@ def run_gpu(quick: bool = False) -> list[dict[str, Any]]:
 
 def _fp8_methods(case: LinearCase) -> dict[str, Callable[[], Any]]:
     """base, the bf16 fused kernel and the FP8 paths this GPU runs (W8A8: sm_89+)."""
-    from vidlora.fp8 import quantize_weight
+    from vidlora.kernels.fp8_format import quantize_weight
     from vidlora.kernels import lora_linear, lora_linear_fp8
     from vidlora.kernels.fp8_gemm import W8A8_MIN_CAPABILITY, quantize_shrink_triton
     from vidlora.kernels.fp8_reference import quantize_rows_e4m3

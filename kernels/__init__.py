@@ -8,11 +8,15 @@ lora_a [R, K], lora_b [N, R], lora_scale [R] float32 (R may be 0); one dtype of 
 bfloat16, float32 for x, weight, lora_a, lora_b, bias; the result has x's dtype and shape
 [..., N]. It runs ``torch.ops.vidlora.lora_linear`` (ops.py), which dispatches to the
 Triton kernels (lora_gemm.py) or the torch reference (reference.py) as ``backend.py``
-selects. Importing this package imports neither Triton nor CUDA.
+selects.
 
 FP8 bases: ``lora_linear_fp8(x, weight_fp8, weight_scale, bias, lora_a, lora_b,
 lora_scale, act_quant=False)`` runs ``torch.ops.vidlora.lora_linear_fp8`` (fp8_ops.py):
-W8A16 or, with ``act_quant``, W8A8 (fp8_gemm.py; reference: fp8_reference.py).
+W8A16 or, with ``act_quant``, W8A8 (fp8_gemm.py; reference: fp8_reference.py; the storage
+format and its constants: fp8_format.py).
+
+Importing this package imports neither torch, Triton nor CUDA: the names below load on
+first use (PEP 562), so ``vidlora.kernels.errors`` costs nothing.
 
 This folder is only ever ``vidlora.kernels``. When the repository root is on sys.path
 (``python -m pytest`` or a script run from a checkout), ``import kernels`` also finds it,
@@ -27,12 +31,30 @@ is not guarded, so ``import transformers`` would fail.
 
 from __future__ import annotations
 
-if __name__ == "vidlora.kernels":
-    from ._public import lora_delta_reference, lora_linear, lora_linear_reference
-    from .fp8_ops import lora_linear_fp8
-    from .fp8_reference import lora_linear_fp8_reference
+import importlib
+from typing import Any
 
+if __name__ == "vidlora.kernels":
     __all__ = ["lora_linear", "lora_linear_reference", "lora_delta_reference", "lora_linear_fp8",
                "lora_linear_fp8_reference"]  # fmt: skip
+    _LAZY = {
+        "lora_linear": ".ops",
+        "lora_linear_reference": ".reference",
+        "lora_delta_reference": ".reference",
+        "lora_linear_fp8": ".fp8_ops",
+        "lora_linear_fp8_reference": ".fp8_reference",
+    }
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'vidlora.kernels' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(__all__)
+
 else:  # imported as top-level "kernels" (see above): define nothing
     __all__ = []

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 import torch
 
-from vidlora.errors import BackendUnavailableError
+from .errors import BackendUnavailableError
 
 __all__ = [
     "BACKENDS",

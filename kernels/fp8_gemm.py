@@ -20,7 +20,7 @@ view of W8 (no copy) and converted by integer ops (BASE 2, ``_e4m3_bytes_to``): 
 all 256 byte patterns (subnormals, both zeros, NaN), not a fallback to torch. Extra work on
 sm_80: ~8 integer/convert instructions per weight element per row tile (BLOCK_M = 128 rows
 of MMA reuse each), issued beside the MMAs; the registers they take made 64-wide K steps
-spill there, so sm_80 runs 32-wide ones (heuristics.py; audit: HMMA, 0 spills).
+spill there, so sm_80 runs 32-wide ones (heuristics.py; audited in benchmarks/README.md).
 
 W8A8 (sm_89 / sm_90 only)
 -------------------------
@@ -58,11 +58,10 @@ import torch
 import triton
 import triton.language as tl
 
-from vidlora.errors import BackendUnavailableError
-
-from .fp8_ops import check_lora_linear_fp8_args
+from .checks import check_lora_linear_fp8_args
+from .errors import BackendUnavailableError
+from .fp8_format import E4M3_MAX, FP8_DTYPE, FP8_MODES, MIN_SCALE
 from .heuristics import (
-    FP8_MODES,
     QUANT_MAX_RANK,
     GemmConfig,
     QuantConfig,
@@ -101,8 +100,8 @@ __all__ = [
 W8A8_MIN_CAPABILITY = (8, 9)
 FP8_POINTER_MIN_CAPABILITY = (8, 9)
 # Read inside the kernels, hence tl.constexpr (Triton refuses plain globals there).
-_E4M3_MAX = tl.constexpr(448.0)
-_MIN_SCALE = tl.constexpr(1e-12)  # fp8_reference.quantize_rows_e4m3's: an all-zero row gets 1e-12, q = 0
+_E4M3_MAX = tl.constexpr(E4M3_MAX)
+_MIN_SCALE = tl.constexpr(MIN_SCALE)  # an all-zero row gets the floor scale, q = 0
 
 
 @triton.jit
@@ -344,7 +343,7 @@ def quantize_shrink_triton(
         raise ValueError(f"the quantize pass computes T for R <= {QUANT_MAX_RANK}, got {r}")
     x3, s = _as_batched_rows(x)
     m = x3.shape[0] * x3.shape[1]
-    x8 = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
+    x8 = torch.empty((m, k), dtype=FP8_DTYPE, device=x.device)
     x_scale = torch.empty((m,), dtype=torch.float32, device=x.device)
     t = torch.empty((m, r), dtype=x.dtype, device=x.device)
     if m == 0:
@@ -369,6 +368,7 @@ def lora_linear_fp8_triton(
     act_quant: bool = False,
     *,
     plan: Fp8LaunchPlan | None = None,
+    dims: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """y = (x W8^T) * w_s + b + ((x A^T) * c) B^T with the Triton kernels (W8A8 when ``act_quant``).
 
@@ -376,8 +376,11 @@ def lora_linear_fp8_triton(
     weight_scale fp32 [N], the rest in x's dtype, lora_scale fp32 [R]). ``plan`` (from
     :func:`plan_fp8_launch`) overrides the automatic choice (tests, tuning). Never copies
     W8, A or B; x is copied only if its leading dims cannot be viewed as [B, S] rows.
+    ``dims``: (K, N, R) from the op's own argument check; None checks here.
     """
-    k, n, r = check_lora_linear_fp8_args(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale)
+    if dims is None:
+        dims = check_lora_linear_fp8_args(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale)
+    k, n, r = dims
     _check_runnable(x)
     mode = "w8a8" if act_quant else "w8a16"
     x3, s = _as_batched_rows(x)
@@ -397,7 +400,7 @@ def lora_linear_fp8_triton(
             _launch_shrink(plan.shrink, x3, lora_a, lora_scale, t, m, k, r, s, flags)
         x_scale = None
         if mode == "w8a8":
-            x8 = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
+            x8 = torch.empty((m, k), dtype=FP8_DTYPE, device=x.device)
             x_scale = torch.empty((m,), dtype=torch.float32, device=x.device)
             if 0 < r <= QUANT_MAX_RANK:
                 t = torch.empty((m, r), dtype=x.dtype, device=x.device)

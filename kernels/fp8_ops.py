@@ -17,40 +17,10 @@ if __name__ != "vidlora.kernels.fp8_ops":
     raise ImportError(f"import vidlora.kernels.fp8_ops, not {__name__} (this folder is vidlora.kernels)")
 
 from .backend import resolve_backend
+from .checks import check_lora_linear_fp8_args
 from .fp8_reference import lora_linear_fp8_reference
 
-__all__ = ["lora_linear_fp8", "lora_linear_fp8_op", "check_lora_linear_fp8_args"]
-
-_COMPUTE = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def check_lora_linear_fp8_args(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale) -> tuple[int, int, int]:
-    """Validate a call and return (K, N, R); same conventions as ``check_lora_linear_args``
-    except that weight is float8_e4m3fn [N, K] with an fp32 weight_scale [N]."""
-    if weight.dtype != torch.float8_e4m3fn or weight.dim() != 2:
-        raise TypeError(f"lora_linear_fp8: weight must be float8_e4m3fn [N, K], got {weight.dtype} {list(weight.shape)}")
-    n, k = weight.shape
-    if x.dtype not in _COMPUTE:
-        raise TypeError(f"lora_linear_fp8: x has dtype {x.dtype}; expected float16, bfloat16 or float32")
-    if x.shape[-1] != k:
-        raise ValueError(f"lora_linear_fp8: x has {x.shape[-1]} features, weight expects K = {k}")
-    if weight_scale.dtype != torch.float32 or tuple(weight_scale.shape) != (n,):
-        raise ValueError(f"lora_linear_fp8: weight_scale must be float32 [{n}], got {weight_scale.dtype} {list(weight_scale.shape)}")
-    if bias is not None and (bias.dtype != x.dtype or tuple(bias.shape) != (n,)):
-        raise ValueError(f"lora_linear_fp8: bias must be {x.dtype} [{n}], got {bias.dtype} {list(bias.shape)}")
-    r = lora_a.shape[0]
-    if lora_a.dtype != x.dtype or lora_b.dtype != x.dtype or tuple(lora_a.shape) != (r, k) or tuple(lora_b.shape) != (n, r):
-        raise ValueError(
-            f"lora_linear_fp8: lora_a/lora_b must be {x.dtype} [R, {k}] / [{n}, R], got "
-            f"{lora_a.dtype} {list(lora_a.shape)} / {lora_b.dtype} {list(lora_b.shape)}"
-        )
-    if lora_scale.dtype != torch.float32 or tuple(lora_scale.shape) != (r,):
-        raise ValueError(f"lora_linear_fp8: lora_scale must be float32 [{r}]")
-    for name, t in (("weight", weight), ("weight_scale", weight_scale), ("lora_a", lora_a), ("lora_b", lora_b),
-                    ("lora_scale", lora_scale), ("bias", bias)):
-        if t is not None and t.device != x.device:
-            raise ValueError(f"lora_linear_fp8: {name} is on {t.device} but x is on {x.device}")
-    return int(k), int(n), int(r)
+__all__ = ["lora_linear_fp8", "lora_linear_fp8_op"]
 
 
 @torch.library.custom_op("vidlora::lora_linear_fp8", mutates_args=())
@@ -65,11 +35,11 @@ def lora_linear_fp8_op(
     act_quant: bool,
 ) -> torch.Tensor:
     """y = (x W8^T) * w_s + b + ((x A^T) * c) B^T (W8A8 when act_quant)."""
-    check_lora_linear_fp8_args(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale)
+    dims = check_lora_linear_fp8_args(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale)
     if resolve_backend(x.device) == "triton":
         from .fp8_gemm import lora_linear_fp8_triton
 
-        return lora_linear_fp8_triton(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale, act_quant)
+        return lora_linear_fp8_triton(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale, act_quant, dims=dims)
     return lora_linear_fp8_reference(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale, act_quant)
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import torch
 
+from .fp8_format import E4M3_MAX, FP8_DTYPE, MIN_SCALE
+
 __all__ = ["lora_linear_fp8_reference", "quantize_rows_e4m3"]
 
-E4M3_MAX = 448.0
 _CHUNK_N = 2048
-_MIN_SCALE = 1e-12
 
 
 def quantize_rows_e4m3(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,8 +32,8 @@ def quantize_rows_e4m3(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     both give the same bytes; the two differ from a division by at most 1 fp32 ulp before
     the e4m3 rounding, far below e4m3's 2^-4 relative step.
     """
-    s = (x2.abs().amax(dim=1).float() / E4M3_MAX).clamp_min(_MIN_SCALE)
-    q = (x2.float() * (1.0 / s)[:, None]).clamp_(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    s = (x2.abs().amax(dim=1).float() / E4M3_MAX).clamp_min(MIN_SCALE)
+    q = (x2.float() * (1.0 / s)[:, None]).clamp_(-E4M3_MAX, E4M3_MAX).to(FP8_DTYPE)
     return q, s
 
 

@@ -1,6 +1,6 @@
 """How the launcher picks a strategy and tile sizes for ``y = x W^T + b + ((x A^T) * c) B^T``.
 
-Until a GPU has measured configs (``configs/<gpu>.json``, see ``tuned.py``) this module is
+Until a GPU has measured configs (``configs/<gpu>.json``, see ``tuned_configs.py``) this module is
 the whole rule. Every number below is a documented estimate, not a measurement.
 
 Strategies
@@ -39,7 +39,7 @@ keeps both accumulators in registers). Small M (<= 64 rows) uses 64-row tiles wi
 in notes/triton-without-gpu.md saw LDL/STL grow to ~140 at a 64-wide expand).
 The shrink kernel streams x once: 64 rows x 128 K per step (16 KB of x per stage; 64 when
 the rank-128 staging would not fit, see shrink_config), 4 warps, 4 stages; at M = 32760
-that is 512 programs for 132 SMs. Tuned configs are not attempted by hand: kernels/tune.py
+that is 512 programs for 132 SMs. Tuned configs are not attempted by hand: kernels/tuner.py
 measures them on a GPU and stores them as data.
 FP8 bases (``fp8_gemm.py``)
 ---------------------------
@@ -76,6 +76,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .fp8_format import FP8_MODES
+
 __all__ = [
     "STRATEGIES",
     "GemmConfig",
@@ -89,7 +91,6 @@ __all__ = [
     "strategy_costs",
     "choose_strategy",
     "FUSED_MAX_RANK",
-    "FP8_MODES",
     "QUANT_MAX_RANK",
     "QuantConfig",
     "fp8_strategy",
@@ -268,7 +269,6 @@ def choose_strategy(
 
 
 # ------------------------------------------------------------------------ FP8 bases
-FP8_MODES = ("w8a16", "w8a8")
 # The quantize pass keeps T for the whole rank in one [BLOCK_M, R_pad] fp32 accumulator;
 # above 128 (four stacked rank-32 adapters) T comes from the shrink kernel instead, at the
 # cost of one more read of x.

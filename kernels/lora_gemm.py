@@ -42,13 +42,9 @@ Design choices, with the reasons:
   products are exact in fp32, so this equals a bf16 MMA with fp32 accumulation up to
   summation order. On a GPU the flag is off and the compiled kernel is unchanged.
 
-What the audit showed (``python -m benchmarks.kernel_audit``: cubins compiled ahead of
-time on CPU, SASS read with cuobjdump; benchmarks/README.md has the table), bf16 and fp16,
-at every real Wan 14B / HunyuanVideo shape: on sm_90 every kernel issues warpgroup MMA
-(HGMMA; PTX ``wgmma.mma_async.m64n256k16.f32.bf16.bf16`` for the GEMMs), 0 LDL/STL, 180
-(plain) / 191 (expand) / 208 (fused) registers, 144 KB shared memory for three stages of
-128x64 + 64x256 tiles (156 KB fused); on sm_80 HMMA, 0 spills, 96 KB; on sm_89 HMMA, 0
-spills, 48 KB. The shrink kernel: HGMMA/HMMA, 0 spills, 72-192 KB.
+The SASS of every variant (tensor-core MMA kind, spills, registers, shared memory per
+architecture) is audited ahead of time by ``python -m benchmarks.kernel_audit``; its
+results live in benchmarks/README.md beside the runs that produced them.
 
 Inference only: nothing here records autograd history.
 """
@@ -65,6 +61,7 @@ import triton
 import triton.language as tl
 
 from .checks import check_lora_linear_args
+from .errors import BackendUnavailableError
 from .heuristics import (
     FUSED_MAX_RANK,
     STRATEGIES,
@@ -307,7 +304,7 @@ def _auto_plan(m: int, n: int, k: int, r: int, dtype: torch.dtype, device: torch
 
 
 def _plan(m, n, k, r, dtype, device, strategy, gemm, shrink) -> LaunchPlan:
-    from .tuned import tuned_plan  # local: reads JSON files only when a plan is needed
+    from .tuned_configs import tuned_plan  # local: reads JSON files only when a plan is needed
 
     cap = _capability(device)
     elem = torch.empty((), dtype=dtype).element_size()
@@ -368,6 +365,7 @@ def lora_linear_triton(
     strategy: str | None = None,
     gemm: GemmConfig | None = None,
     shrink: ShrinkConfig | None = None,
+    dims: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """y = x W^T (* weight_scale) + b + ((x A^T) * c) B^T with the Triton kernels.
 
@@ -375,17 +373,16 @@ def lora_linear_triton(
     output channel of x W^T (the hook the FP8 base uses). ``strategy`` ("plain",
     "shrink_expand", "fused") and the configs override the automatic choice (tests,
     tuning). Never copies A or B; x is copied only if its leading dims cannot be viewed as
-    [B, S] rows.
+    [B, S] rows. ``dims``: (K, N, R) from the op's own argument check (the op checks once
+    per call); None checks here.
     """
-    k, n, r = check_lora_linear_args(x, weight, bias, lora_a, lora_b, lora_scale)
+    k, n, r = dims if dims is not None else check_lora_linear_args(x, weight, bias, lora_a, lora_b, lora_scale)
     if weight_scale is not None and (
         weight_scale.shape != (n,) or weight_scale.dtype != torch.float32 or weight_scale.device != x.device
     ):
         raise ValueError(f"weight_scale must be a float32 [{n}] tensor on {x.device}, got "
                          f"{weight_scale.dtype} {list(weight_scale.shape)} on {weight_scale.device}")
     if x.device.type == "cpu" and not INTERPRETED:
-        from vidlora.errors import BackendUnavailableError
-
         raise BackendUnavailableError(
             "the Triton kernels were imported without TRITON_INTERPRET=1, so they cannot run "
             "on CPU tensors; set it before vidlora's kernels are first imported"

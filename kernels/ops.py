@@ -21,6 +21,8 @@ Inference only: no autograd formula is registered; calling the op on tensors tha
 require grad works in forward, and backward raises.
 """
 
+from __future__ import annotations
+
 from typing import Optional
 
 import torch
@@ -34,7 +36,7 @@ from .backend import resolve_backend
 from .checks import check_lora_linear_args
 from .reference import lora_linear_reference
 
-__all__ = ["lora_linear_op"]
+__all__ = ["lora_linear", "lora_linear_op"]
 
 
 @torch.library.custom_op("vidlora::lora_linear", mutates_args=())
@@ -47,12 +49,12 @@ def lora_linear_op(
     lora_scale: torch.Tensor,
 ) -> torch.Tensor:
     """y = x W^T + b + ((x A^T) * c) B^T on the backend selected for x's device."""
-    check_lora_linear_args(x, weight, bias, lora_a, lora_b, lora_scale)
+    dims = check_lora_linear_args(x, weight, bias, lora_a, lora_b, lora_scale)
     if resolve_backend(x.device) == "triton":
         # Imported on first use: importing Triton costs ~0.5 s and is never needed on CPU.
         from .lora_gemm import lora_linear_triton
 
-        return lora_linear_triton(x, weight, bias, lora_a, lora_b, lora_scale)
+        return lora_linear_triton(x, weight, bias, lora_a, lora_b, lora_scale, dims=dims)
     return lora_linear_reference(x, weight, bias, lora_a, lora_b, lora_scale)
 
 
@@ -60,3 +62,18 @@ def lora_linear_op(
 def _lora_linear_fake(x, weight, bias, lora_a, lora_b, lora_scale):
     _, n, _ = check_lora_linear_args(x, weight, bias, lora_a, lora_b, lora_scale)
     return x.new_empty((*x.shape[:-1], n))
+
+
+def lora_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    lora_a: torch.Tensor,
+    lora_b: torch.Tensor,
+    lora_scale: torch.Tensor,
+) -> torch.Tensor:
+    """y = x W^T + b + ((x A^T) * c) B^T through ``torch.ops.vidlora.lora_linear``.
+
+    Shapes and dtypes: see the package docstring. Inference only (no autograd formula).
+    """
+    return torch.ops.vidlora.lora_linear(x, weight, bias, lora_a, lora_b, lora_scale)

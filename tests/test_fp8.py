@@ -9,7 +9,7 @@ import torch
 import vidlora
 from vidlora.errors import LoRAMismatchError, VidloraError
 from vidlora.families import inventory
-from vidlora.fp8 import dequantize_weight, quantize_weight
+from vidlora.kernels.fp8_format import dequantize_weight, quantize_weight
 from vidlora.kernels import lora_delta_reference
 from vidlora.kernels.fp8_reference import lora_linear_fp8_reference
 from vidlora.layers import LoRALinear

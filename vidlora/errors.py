@@ -3,9 +3,13 @@
 Every failure a user can cause (a bad file, a LoRA for another model, a bad CLI argument)
 raises a subclass of :class:`VidloraError` with one message that names the thing and what
 was expected. The CLI prints that message and exits non-zero, without a traceback.
+``VidloraError`` and ``BackendUnavailableError`` are defined by the kernels (the lowest
+layer, which raises the latter) and re-exported here.
 """
 
 from __future__ import annotations
+
+from vidlora.kernels.errors import BackendUnavailableError, VidloraError
 
 __all__ = [
     "VidloraError",
@@ -15,10 +19,6 @@ __all__ = [
     "BackendUnavailableError",
     "SourceError",
 ]
-
-
-class VidloraError(Exception):
-    """Base class of every error vidlora raises on purpose."""
 
 
 class LoRAFormatError(VidloraError):
@@ -31,10 +31,6 @@ class UnsafeFileError(LoRAFormatError):
 
 class LoRAMismatchError(VidloraError):
     """A LoRA does not fit the model it is applied to (family, size, or unmatched keys)."""
-
-
-class BackendUnavailableError(VidloraError):
-    """The requested compute backend cannot run here (e.g. Triton on CPU tensors)."""
 
 
 class SourceError(VidloraError):

@@ -47,7 +47,7 @@ from torch import nn
 from vidlora.kernels import lora_linear
 from vidlora.kernels.fp8_ops import lora_linear_fp8_op
 
-from .fp8 import dequantize_weight, quantize_weight
+from vidlora.kernels.fp8_format import dequantize_weight, quantize_weight
 
 __all__ = ["LoRALinear", "FusedAway", "rank_bucket", "RANK_MULTIPLE"]
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from .errors import VidloraError
 from .families import Inventory, block_linear_paths, inventory
-from .fp8 import FP8_DTYPE
+from .kernels.fp8_format import FP8_DTYPE
 from .layers import FusedAway, LoRALinear, Part
 from .offload import refuse_offload_hooks
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vidlora.kernels import tuned
+from vidlora.kernels import tuned_configs as tuned
 from vidlora.kernels.heuristics import (
     FUSED_MAX_RANK,
     GemmConfig,
@@ -21,7 +21,7 @@ from vidlora.kernels.heuristics import (
     strategy_costs,
 )
 from vidlora.kernels.lora_gemm import plan_launch
-from vidlora.kernels.tune import gemm_candidates, shrink_candidates, tune_case
+from vidlora.kernels.tuner import gemm_candidates, shrink_candidates, tune_case
 
 H100 = (9, 0)
 

@@ -1,12 +1,12 @@
 """Measure kernel configs on the current GPU and store the fastest as data.
 
-    python -m vidlora.kernels.tune [--models wan14b,hunyuan] [--tokens 8192,32760]
+    python -m vidlora.kernels.tuner [--models wan14b,hunyuan] [--tokens 8192,32760]
                                    [--ranks 0,16,32,64,128] [--dtype bfloat16] [--out DIR]
 
 For every (N, K) of the chosen models, token count M and rank R it times (triton.testing
 .do_bench, median) each strategy that applies and a small grid of tile configs, checks the
 winner against the torch reference, and writes ``<DIR>/<gpu name>.json`` (default
-kernels/configs/), which the launcher then prefers over the heuristic (tuned.py). Entries
+kernels/configs/), which the launcher then prefers over the heuristic (tuned_configs.py). Entries
 for keys it did not measure are kept from an existing file.
 
 Why not ``@triton.autotune`` at run time: it would time every candidate on the first call
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .heuristics import FUSED_MAX_RANK, GemmConfig, ShrinkConfig, gemm_config, pad_rank, shared_memory_limit
-from .tuned import CONFIG_DIR, config_path, entry_json, load_tuned
+from .tuned_configs import CONFIG_DIR, config_path, entry_json, load_tuned
 
 __all__ = ["MODEL_SHAPES", "gemm_candidates", "shrink_candidates", "tune_case", "main"]
 
@@ -121,7 +121,7 @@ def _gpu_timer(m: int, n: int, k: int, r: int, dtype: torch.dtype):
 def main(argv: list[str] | None = None) -> int:
     from vidlora.kernels.reference import lora_linear_reference
 
-    parser = argparse.ArgumentParser(prog="python -m vidlora.kernels.tune", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vidlora.kernels.tuner", description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="wan14b,hunyuan", help=f"comma list of {', '.join(MODEL_SHAPES)}")
     parser.add_argument("--tokens", default="8192,32760")
     parser.add_argument("--ranks", default="0,16,32,64,128")
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="folder for the JSON (default kernels/configs/)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("vidlora.kernels.tune needs a CUDA GPU", file=sys.stderr)
+        print("vidlora.kernels.tuner needs a CUDA GPU", file=sys.stderr)
         return 2
     dtype = getattr(torch, args.dtype)
     cap = torch.cuda.get_device_capability()

@@ -1,6 +1,6 @@
 """Measured kernel configs, stored as data: ``configs/<gpu-name>.json`` (one file per GPU).
 
-Files are written only by ``python -m vidlora.kernels.tune`` on the GPU they describe
+Files are written only by ``python -m vidlora.kernels.tuner`` on the GPU they describe
 (configs/README.md says how); without a file for the current GPU, or without an entry for a
 shape, the launcher uses the documented heuristic in heuristics.py.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidlora.fp8 import quantize_weight
+from vidlora.kernels.fp8_format import quantize_weight
 from vidlora.kernels import lora_linear_fp8, lora_linear_fp8_reference
 
 
@@ -56,7 +56,7 @@ import importlib, sys, torch
 import vidlora
 import vidlora.kernels.fp8_gemm as fg
 from vidlora.kernels import lora_linear_fp8
-from vidlora.fp8 import quantize_weight
+from vidlora.kernels.fp8_format import quantize_weight
 
 shadow = importlib.import_module("kernels")  # what transformers' probe does from a checkout
 assert shadow.__all__ == [] and "kernels.fp8_ops" not in sys.modules
@@ -79,7 +79,7 @@ print("OK")
 
 
 def test_top_level_kernels_import_from_a_checkout_cannot_register_a_second_fp8_op():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     env.pop("VIDLORA_BACKEND", None)
     out = subprocess.run([sys.executable, "-c", _SHADOW_SCRIPT], cwd=root, env=env, capture_output=True, text=True,

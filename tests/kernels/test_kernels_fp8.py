@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 from vidlora.errors import BackendUnavailableError
-from vidlora.fp8 import quantize_weight
+from vidlora.kernels.fp8_format import quantize_weight
 from vidlora.kernels import lora_delta_reference
 from vidlora.kernels.fp8_gemm import (
     lora_linear_fp8_triton,
