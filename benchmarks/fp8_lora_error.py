@@ -78,8 +78,8 @@ def _run(model, inputs) -> torch.Tensor:
 
 def _small_lora(model, seed: int, frac: float):
     """A rank-16 LoRA on every block Linear with ||s=1 delta|| = frac * ||W|| per layer."""
-    from vidlora.families import block_linear_paths, inventory
-    from vidlora.lora_file import LoRAFile, LowRank
+    from vidlora.model.families import block_linear_paths, inventory
+    from vidlora.lora.lora_file import LoRAFile, LowRank
 
     inv = inventory(model)
     gen = torch.Generator().manual_seed(seed)
@@ -105,7 +105,7 @@ def _merged(model, lora, strength: float, quant=None):
 
 
 def _requantized_base(model, quant):
-    from vidlora.families import block_linear_paths, inventory
+    from vidlora.model.families import block_linear_paths, inventory
 
     m = copy.deepcopy(model)
     with torch.no_grad():
@@ -118,7 +118,7 @@ def _requantized_base(model, quant):
 def lora_effect_errors(strengths=(0.25, 0.5, 1.0), seed: int = 0, frac: float = 0.02, mode: str = "w8a16") -> list[dict]:
     """[{strength, method, rel_error, effect_norm}] for vidlora, merge_rtn and merge_sr."""
     import vidlora
-    from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+    from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
     base_model = tiny_transformer(KIND, seed=seed)
     inputs = tiny_transformer_inputs(KIND, seed=seed + 1)

@@ -9,7 +9,7 @@ import copy
 import torch
 from torch import nn
 
-from vidlora.lora_file import LoRAFile, LowRank
+from vidlora.lora.lora_file import LoRAFile, LowRank
 
 
 def linear_paths(model: nn.Module, blocks_only: bool = True) -> list[str]:

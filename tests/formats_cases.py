@@ -9,7 +9,7 @@ import functools
 import torch
 from torch import nn
 
-from vidlora.tiny import tiny_transformer
+from vidlora.app.tiny import tiny_transformer
 
 __all__ = ["tiny", "linear_paths", "wan_truth_spec", "hunyuan_truth_spec", "load_with_diffusers"]
 

@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from vidlora.lora_file import LoRAFile
+from vidlora.lora.lora_file import LoRAFile
 
 __all__ = ["param_deltas_of", "merged", "run", "assert_same_params"]
 

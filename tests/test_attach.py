@@ -8,9 +8,9 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError, VidloraError
-from vidlora.families import inventory
-from vidlora.layers import FusedAway, LoRALinear
-from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+from vidlora.model.families import inventory
+from vidlora.runtime.unit import FusedAway, LoRALinear
+from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
 from attach_helpers import linear_paths, merged_copy, random_lora, run, state_snapshot
 

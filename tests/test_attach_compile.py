@@ -11,7 +11,7 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 import vidlora
-from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
 from attach_helpers import linear_paths, merged_copy, random_lora, run
 

@@ -9,10 +9,10 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError, VidloraError
-from vidlora.families import inventory
-from vidlora.layers import LoRALinear
-from vidlora.lora_file import LoRAFile, Variant
-from vidlora.tiny import build_tiny_pipeline
+from vidlora.model.families import inventory
+from vidlora.runtime.unit import LoRALinear
+from vidlora.lora.lora_file import LoRAFile, Variant
+from vidlora.app.tiny import build_tiny_pipeline
 
 from attach_helpers import random_lora
 

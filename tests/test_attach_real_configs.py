@@ -8,9 +8,9 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError
-from vidlora.families import REAL_CONFIGS, meta_transformer
-from vidlora.layers import FusedAway, LoRALinear
-from vidlora.lora_file import LoRAFile, LowRank
+from vidlora.model.families import REAL_CONFIGS, meta_transformer
+from vidlora.runtime.unit import FusedAway, LoRALinear
+from vidlora.lora.lora_file import LoRAFile, LowRank
 
 # name -> (blocks, Linears per block, units per block, fused units per block)
 EXPECTED = {

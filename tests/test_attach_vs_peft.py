@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("peft")
 
 import vidlora
-from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
 from formats_cases import hunyuan_truth_spec, load_with_diffusers, wan_truth_spec
 from lora_writers import random_truth, write_lora

@@ -15,7 +15,7 @@ from vidlora.benchmarks import forward_bench
 from vidlora.benchmarks.forward_bench import BASE, CONFIGS, _compile_blocks, _stage_rows
 from vidlora.benchmarks.models import CPU_QUICK, SCENARIOS, write_lora_file
 from vidlora.benchmarks.rows import RunContext, check_rows
-from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
 _CFG = {c.name: c for c in CONFIGS}
 

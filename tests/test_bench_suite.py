@@ -14,7 +14,7 @@ pytest.importorskip("peft")  # the swap benchmark compares against diffusers + P
 from vidlora.benchmarks import swap_bench
 from vidlora.benchmarks.rows import REQUIRED_KEYS, check_rows
 from vidlora.benchmarks.suite import ENTRIES, default_out_dir, run_suite
-from vidlora.cli import main as cli_main
+from vidlora.app.cli import main as cli_main
 
 
 def _rows(folder):

@@ -9,9 +9,9 @@ import imageio.v3 as iio
 import pytest
 import torch
 
-from vidlora.cli import main
-from vidlora.demo import write_demo_assets
-from vidlora.video import read_mp4_metadata
+from vidlora.app.cli import main
+from vidlora.app.demo import write_demo_assets
+from vidlora.app.video import read_mp4_metadata
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_i2v_tiny_with_two_stacked_loras(tmp_path, assets, capsys):
 
 
 def test_t2v_on_a_folder_saved_by_diffusers(tmp_path, capsys):
-    from vidlora.tiny import build_tiny_pipeline
+    from vidlora.app.tiny import build_tiny_pipeline
 
     folder = tmp_path / "my-wan"
     build_tiny_pipeline("wan-t2v").save_pretrained(folder)
@@ -124,7 +124,7 @@ def test_no_gpu_is_a_clear_error(tmp_path, capsys):
 
 
 def test_inspect_json_and_model_check(tmp_path, assets, capsys):
-    from vidlora.tiny import tiny_pipeline_dir
+    from vidlora.app.tiny import tiny_pipeline_dir
 
     assert main(["inspect", str(assets["motion"]), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -143,7 +143,7 @@ def test_inspect_json_and_model_check(tmp_path, assets, capsys):
 
 
 def test_cuda_out_of_memory_is_one_line_with_advice(tmp_path, capsys, monkeypatch):
-    import vidlora.pipelines as pipelines
+    import vidlora.app.pipelines as pipelines
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

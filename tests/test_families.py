@@ -12,7 +12,7 @@ import torch
 from formats_cases import tiny
 from lora_writers import random_truth, write_lora
 from vidlora.errors import LoRAMismatchError, SourceError
-from vidlora.families import (
+from vidlora.model.families import (
     HUB_MODEL_IDS,
     REAL_CONFIGS,
     block_index,
@@ -24,7 +24,7 @@ from vidlora.families import (
     module_kind,
     transformer_config_from,
 )
-from vidlora.formats import match_lora, read_lora
+from vidlora.lora.formats import match_lora, read_lora
 
 # name -> (family, width, task, version, n_double, n_blocks, (ffn in -> out))
 REAL = {

@@ -10,8 +10,8 @@ from formats_cases import tiny
 from lora_writers import LoHaTruth, LoKrTruth, Truth, random_truth, write_lora
 from merge_reference import assert_same_params, merged
 from vidlora.errors import LoRAFormatError
-from vidlora.formats import match_lora, read_lora
-from vidlora.families import inventory
+from vidlora.lora.formats import match_lora, read_lora
+from vidlora.model.families import inventory
 
 
 def _gen(seed: int) -> torch.Generator:

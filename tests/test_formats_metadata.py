@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lora_writers import write_raw
-from vidlora.formats import read_lora
-from vidlora.formats.metadata import training_summary, trigger_words
+from vidlora.lora.formats import read_lora
+from vidlora.lora.formats.metadata import training_summary, trigger_words
 
 
 def _wan14b(tmp_path, name="x.safetensors", metadata=None, extra=None):
@@ -96,7 +96,7 @@ def test_width_implies_version(tmp_path):
 
 
 def test_module_counts(tmp_path):
-    from vidlora.formats import module_counts
+    from vidlora.lora.formats import module_counts
 
     extra = {
         "diffusion_model.blocks.0.cross_attn.k_img.lora_down.weight": torch.randn(1, 5120),

@@ -10,9 +10,9 @@ import torch
 from formats_cases import hunyuan_truth_spec, load_with_diffusers, round_truth_to, tiny, wan_truth_spec
 from lora_writers import Truth, random_truth, write_lora
 from merge_reference import assert_same_params, merged, run
-from vidlora.formats import match_lora, read_lora
-from vidlora.families import inventory
-from vidlora.tiny import tiny_transformer_inputs
+from vidlora.lora.formats import match_lora, read_lora
+from vidlora.model.families import inventory
+from vidlora.app.tiny import tiny_transformer_inputs
 
 WAN_ALPHA = {"W1": None, "W2": 2.0, "W3": 1.0, "W3b": 4.0, "W4": 8.0, "W4b": 3.0, "W5": 2.0, "W7": 2.0}
 _SCHEME_ID = {"W3b": "W3b", "W4b": "W4b", "H6-split": "H6"}

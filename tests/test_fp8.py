@@ -8,12 +8,12 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError, VidloraError
-from vidlora.families import inventory
+from vidlora.model.families import inventory
 from vidlora.kernels.fp8_format import dequantize_weight, quantize_weight
 from vidlora.kernels import lora_delta_reference
 from vidlora.kernels.fp8_reference import lora_linear_fp8_reference
-from vidlora.layers import LoRALinear
-from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+from vidlora.runtime.unit import LoRALinear
+from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
 from attach_helpers import random_lora, run
 

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 
 import vidlora
 from vidlora.errors import LoRAFormatError
-from vidlora.fp8_checkpoints import load_fp8_scaled_wan
-from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+from vidlora.app.fp8_checkpoints import load_fp8_scaled_wan
+from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
 from attach_helpers import merged_copy, random_lora, run
 from lora_writers import _WAN_INNER as _INNER, _WAN_TOP as _TOP  # diffusers -> original Wan names

@@ -8,9 +8,9 @@ import torch
 
 from formats_cases import tiny, wan_truth_spec
 from lora_writers import Truth, random_truth, write_lora
-from vidlora.families import inventory
-from vidlora.formats import read_lora
-from vidlora.inspect import build_report, model_inventory, render_report
+from vidlora.model.families import inventory
+from vidlora.lora.formats import read_lora
+from vidlora.app.inspect_report import build_report, model_inventory, render_report
 
 _META = {
     "modelspec.trigger_phrase": "ohwx, neon",

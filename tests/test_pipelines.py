@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from vidlora.errors import SourceError, VidloraError
-from vidlora.pipelines import (
+from vidlora.app.pipelines import (
     DEFAULT_MODELS,
     apply_offload,
     generate,
@@ -26,7 +26,7 @@ from vidlora.pipelines import (
     round_frames,
     round_size,
 )
-from vidlora.tiny import TINY_MARKER_FILE, TINY_PIPELINE_KINDS, build_tiny_pipeline, tiny_pipeline_dir
+from vidlora.app.tiny import TINY_MARKER_FILE, TINY_PIPELINE_KINDS, build_tiny_pipeline, tiny_pipeline_dir
 
 TASK_OF = {"wan-t2v": "t2v", "wan-i2v": "i2v", "wan2.2-t2v-a14b": "t2v", "hunyuan-t2v": "t2v", "hunyuan-i2v": "i2v"}
 
@@ -74,7 +74,7 @@ def _save_wan22_5b_like(folder):
     (x8 convs + its own 2x2 patchify of RGB into 12 channels), per-token timesteps."""
     from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 
-    from vidlora.tiny import TINY_TRANSFORMER_CONFIGS
+    from vidlora.app.tiny import TINY_TRANSFORMER_CONFIGS
 
     base = build_tiny_pipeline("wan-t2v")
     torch.manual_seed(0)
@@ -390,7 +390,7 @@ def test_wan22_ti2v_folder_runs_both_tasks(saved_folders):
 
 
 def test_load_image(tmp_path):
-    from vidlora.pipelines import load_image
+    from vidlora.app.pipelines import load_image
 
     _image().convert("RGBA").save(tmp_path / "in.png")
     image = load_image(tmp_path / "in.png")

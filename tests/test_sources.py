@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from vidlora.errors import SourceError, UnsafeFileError, VidloraError
-from vidlora.sources import check_safetensors_file, parse_lora_spec, resolve_source
+from vidlora.lora.sources import check_safetensors_file, parse_lora_spec, resolve_source
 
 LORA = save_safetensors(
     {"blocks.0.attn1.to_q.lora_A.weight": torch.arange(48.0).reshape(2, 24),
@@ -451,7 +451,7 @@ def test_civitai_latest_version_and_offline_reuse(server, tmp_path, monkeypatch)
 
 
 def test_civitai_page_url_goes_through_the_api(server, tmp_path, monkeypatch):
-    from vidlora import sources
+    from vidlora.lora import sources
 
     monkeypatch.setenv("VIDLORA_CIVITAI_API", server.url)
     server.routes["/api/v1/model-versions/135931"] = send_json(_civitai_version(server))
@@ -522,8 +522,8 @@ def test_hub_errors(server, tmp_path, monkeypatch):
 def test_adapters_add_and_read_lora_take_urls_and_hub_ids(server, tmp_path, monkeypatch):
     """`read_lora` and `Adapters.add` resolve remote sources through the same call."""
     import vidlora
-    from vidlora.demo import write_demo_assets
-    from vidlora.tiny import tiny_transformer
+    from vidlora.app.demo import write_demo_assets
+    from vidlora.app.tiny import tiny_transformer
 
     data = write_demo_assets(tmp_path / "assets")["motion"].read_bytes()
     monkeypatch.setenv("VIDLORA_CACHE", str(tmp_path / "cache"))

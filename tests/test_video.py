@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vidlora.errors import VidloraError
-from vidlora.video import frames_to_uint8, read_mp4_metadata, sidecar_path, write_mp4
+from vidlora.app.video import frames_to_uint8, read_mp4_metadata, sidecar_path, write_mp4
 
 
 def _decode(path):
@@ -127,7 +127,7 @@ def test_missing_folder_and_wrong_suffix(tmp_path):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    import vidlora.video as video_module
+    import vidlora.app.video as video_module
 
     write_mp4(_ramp_video(frames=2), tmp_path / "ok.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.mp4", "ok.mp4.json"]

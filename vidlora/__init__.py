@@ -45,12 +45,12 @@ __all__ = [
 
 # public name -> module that defines it (imported lazily, PEP 562)
 _LAZY = {
-    "attach": "vidlora.adapters",
-    "Adapters": "vidlora.adapters",
-    "read_lora": "vidlora.formats",
-    "LoRAFile": "vidlora.lora_file",
-    "write_mp4": "vidlora.video",
-    "load_fp8_scaled_wan": "vidlora.fp8_checkpoints",
+    "attach": "vidlora.runtime.adapters",
+    "Adapters": "vidlora.runtime.adapters",
+    "read_lora": "vidlora.lora.formats",
+    "LoRAFile": "vidlora.lora.lora_file",
+    "write_mp4": "vidlora.app.video",
+    "load_fp8_scaled_wan": "vidlora.app.fp8_checkpoints",
     "use_backend": "vidlora.kernels.backend",
     "get_backend": "vidlora.kernels.backend",
 }
@@ -70,9 +70,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .adapters import Adapters, attach
-    from .formats import read_lora
-    from .fp8_checkpoints import load_fp8_scaled_wan
-    from .kernels.backend import get_backend, use_backend
-    from .lora_file import LoRAFile
-    from .video import write_mp4
+    from vidlora.runtime.adapters import Adapters, attach
+    from vidlora.lora.formats import read_lora
+    from vidlora.app.fp8_checkpoints import load_fp8_scaled_wan
+    from vidlora.kernels.backend import get_backend, use_backend
+    from vidlora.lora.lora_file import LoRAFile
+    from vidlora.app.video import write_mp4

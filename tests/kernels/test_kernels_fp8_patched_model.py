@@ -22,9 +22,9 @@ import pytest
 import torch
 
 import vidlora
-from vidlora.families import inventory
+from vidlora.model.families import inventory
 from vidlora.kernels.lora_gemm import INTERPRETED
-from vidlora.tiny import tiny_transformer, tiny_transformer_inputs
+from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
 from attach_helpers import random_lora, run
 

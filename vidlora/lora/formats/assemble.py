@@ -1,0 +1,385 @@
+"""From grouped file tensors to canonical LowRank modules and full-tensor deltas.
+
+Every reader ends here: it has split each key into (module name, role) and knows how to
+translate a module name to diffusers (a :class:`Target`). This module checks shapes,
+derives scales, materializes LoHa / LoKr / convolution LoRAs as exact dense deltas,
+refuses what cannot be applied exactly (DoRA, GLoRA, OFT, Tucker cores, set_weight) by
+name, and splits fused originals into diffusers pieces:
+
+* LoRA on a fused module: A (down) is copied to every piece, B (up) is cut by rows; the
+  pieces keep the fused alpha and rank, so each piece's delta is exactly its rows of
+  the fused delta (scale * B[rows] @ A).
+* full-tensor deltas (diff, diff_b, a LoRA's lora_B.bias) are cut by the same rows.
+* ``swap``: the two row halves of B (and of any diff) trade places; A stays.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from vidlora.errors import LoRAFormatError
+from vidlora.lora.lora_file import LowRank
+from .alpha_rules import PeftConfig, scale_for
+from .safe_read import RawFile
+from .targets import Target
+
+__all__ = ["Assembled", "group_keys", "refuse_unsupported", "assemble", "WIDTH_RULES"]
+
+
+@dataclass
+class Assembled:
+    modules: dict[str, LowRank] = field(default_factory=dict)
+    deltas: dict[str, torch.Tensor] = field(default_factory=dict)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    width: int = 0
+    width_evidence: str = ""
+
+
+_GLORA = "GLoRA is not supported (its delta depends on the base weight: W A1 A2 + B1 B2)"
+_OFT = "OFT/BOFT (orthogonal fine-tuning) is not supported: it rotates the base weight instead of adding to it"
+_TUCKER = "LoHa with Tucker cores (hada_t1/hada_t2, convolutions) is not supported"
+_REFUSALS = {
+    "dora": "DoRA (weight-decomposed LoRA) is not supported: DoRA rescales every output channel of "
+    "W + dW by a learned magnitude, so applying only its low-rank part would be wrong; the file is "
+    "refused rather than half-applied",
+    "mid": "LoCon with a Tucker core (lora_mid) is not supported",
+    "glora_a1": _GLORA, "glora_a2": _GLORA, "glora_b1": _GLORA, "glora_b2": _GLORA,
+    "oft_blocks": _OFT, "oft_diag": _OFT, "oft_rescale": _OFT,
+    "set_weight": "set_weight (replace a weight outright) is not supported: it is not an additive delta",
+    "reshape_weight": "reshape_weight (zero-pad the base weight) is not supported",
+    "hada_t1": _TUCKER,
+    "hada_t2": _TUCKER,
+    "lokr_t2": "LoKr with a Tucker core (lokr_t2) is not supported",
+}
+_LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+_LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
+_WEIGHT_ROLES = frozenset(("down", "up", *_LOHA, *_LOKR))
+# Largest dense delta materialized from factors (LoHa, LoKr, conv LoRA): 2**28 elements,
+# 1 GiB in fp32. The largest real target, a Wan 14B FFN weight, is 13824 x 5120 = 70.8 M;
+# a file whose factors multiply out to more is malformed (or hostile), not a LoRA.
+_MAX_DENSE = 1 << 28
+
+
+def group_keys(path: str, parsed: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
+    """{module: {role: key}} from (key, module, role) triples; two keys for one role of one
+    module (e.g. both lora_A and lora_down) is an error."""
+    groups: dict[str, dict[str, str]] = {}
+    for key, module, role in parsed:
+        roles = groups.setdefault(module, {})
+        if role in roles:
+            raise LoRAFormatError(f"{path}: keys {roles[role]!r} and {key!r} are the same tensor of module {module!r}")
+        roles[role] = key
+    return groups
+
+
+def refuse_unsupported(path: str, parsed: list[tuple[str, str, str]]) -> None:
+    """Raise, naming the algorithm, if any key belongs to one vidlora does not apply exactly."""
+    found: dict[str, list[str]] = {}
+    for key, _, role in parsed:
+        if role in _REFUSALS:
+            found.setdefault(_REFUSALS[role], []).append(key)
+    if found:
+        reason, keys = next(iter(found.items()))
+        more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+        raise LoRAFormatError(f"{path}: {reason} (key {keys[0]!r}{more})")
+
+
+# (regex on a diffusers path, which dim equals the hidden width): "in" reads the hidden
+# state, "out" writes it. Block Linears first; the rest only when no block Linear exists.
+WIDTH_RULES: dict[str, tuple[tuple[re.Pattern, str], ...]] = {
+    "wan": (
+        (re.compile(r"^blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0|add_k_proj|add_v_proj)$"), "in"),
+        (re.compile(r"^blocks\.\d+\.ffn\.net\.0\.proj$"), "in"),
+        (re.compile(r"^blocks\.\d+\.ffn\.net\.2$"), "out"),
+        (re.compile(r"^(proj_out|condition_embedder\.time_proj|condition_embedder\.text_embedder\.linear_2)$"), "in"),
+        (re.compile(r"^condition_embedder\.text_embedder\.linear_1$"), "out"),
+    ),
+    "hunyuan-video": (
+        (re.compile(r"^transformer_blocks\.\d+\.(attn\.(to_q|add_q_proj|to_out\.0|to_add_out)|(ff|ff_context)\.net\.0\.proj|norm1(_context)?\.linear)$"), "in"),
+        (re.compile(r"^transformer_blocks\.\d+\.(ff|ff_context)\.net\.2$"), "out"),
+        (re.compile(r"^single_transformer_blocks\.\d+\.(attn\.to_q|norm\.linear)$"), "in"),
+        (re.compile(r"^single_transformer_blocks\.\d+\.proj_out$"), "out"),
+        (re.compile(r"^(proj_out|norm_out\.linear)$"), "in"),
+    ),
+}
+# Full-tensor deltas whose last dim is the width, for files without any Linear.
+_PARAM_WIDTH = {
+    "wan": re.compile(r"^(blocks\.\d+\.)?(scale_shift_table|norm2\.weight|norm2\.bias|attn1\.norm_[qk]\.weight)$"),
+    "hunyuan-video": re.compile(r"^(transformer_blocks|single_transformer_blocks)\.\d+\.(attn\.to_out\.0|proj_out)\.bias$"),
+}
+
+
+@dataclass
+class _Payload:
+    """One source module's tensors, before any row split."""
+
+    module: str
+    target: Target
+    keys: tuple[str, ...]
+    down: torch.Tensor | None = None
+    up: torch.Tensor | None = None
+    alpha: float | None = None
+    scale: float = 1.0
+    dense: torch.Tensor | None = None  # LoHa / LoKr / conv LoRA, scale applied
+    up_bias: torch.Tensor | None = None  # scale applied
+    diff: torch.Tensor | None = None
+    diff_b: torch.Tensor | None = None
+
+    def in_out(self) -> tuple[int, int] | None:
+        if self.down is not None and self.down.ndim == 2:
+            return int(self.down.shape[1]), int(self.up.shape[0])
+        for w in (self.dense, self.diff):
+            if w is not None and w.ndim == 2:
+                return int(w.shape[1]), int(w.shape[0])
+        return None
+
+
+def _check_dense(path: str, module: str, what: str, shape: tuple[int, ...]) -> None:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    if n > _MAX_DENSE:
+        raise LoRAFormatError(
+            f"{path}: {what} {module!r} multiplies out to shape {tuple(shape)} ({n} elements); "
+            f"no Wan/HunyuanVideo weight is larger than {_MAX_DENSE}"
+        )
+
+
+def _alpha_value(path: str, key: str, t: torch.Tensor) -> float:
+    if t.numel() != 1:
+        raise LoRAFormatError(f"{path}: alpha {key!r} has shape {tuple(t.shape)}; expected a single number")
+    return float(t.reshape(()).item())
+
+
+def _need_2d(path: str, key: str, t: torch.Tensor) -> None:
+    if t.ndim != 2:
+        raise LoRAFormatError(f"{path}: {key!r} has shape {tuple(t.shape)}; expected a matrix")
+
+
+def _lora(path: str, p: _Payload, roles: dict[str, str], tensors, peft: PeftConfig | None) -> None:
+    if "down" not in roles or "up" not in roles:
+        have, miss = ("down", "up") if "down" in roles else ("up", "down")
+        raise LoRAFormatError(
+            f"{path}: {roles[have]!r} has no matching {miss} tensor (LoRA module {p.module!r} needs both A/down and B/up)"
+        )
+    down, up = tensors[roles["down"]], tensors[roles["up"]]
+    if down.ndim < 2 or up.ndim < 2 or down.ndim != up.ndim:
+        raise LoRAFormatError(
+            f"{path}: LoRA {p.module!r}: down {tuple(down.shape)} and up {tuple(up.shape)} are not a matrix pair "
+            "(expected down [rank, in], up [out, rank])"
+        )
+    if up.shape[1] != down.shape[0]:
+        raise LoRAFormatError(
+            f"{path}: A/B rank mismatch in {p.module!r}: {roles['down']!r} has rank {down.shape[0]}, "
+            f"{roles['up']!r} has rank {up.shape[1]}"
+        )
+    rank = int(down.shape[0])
+    if rank == 0:
+        raise LoRAFormatError(f"{path}: LoRA {p.module!r} has rank 0")
+    if "alpha" in roles:
+        alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]])
+        rslora = bool(peft and peft.use_rslora)
+    elif peft is not None:
+        alpha = peft.alpha_for(p.target.paths[0] if len(p.target.paths) == 1 else p.module)
+        rslora = peft.use_rslora
+    else:
+        alpha, rslora = None, False
+    p.alpha, p.scale = alpha, scale_for(alpha, rank, rslora)
+    if down.ndim == 2:
+        p.down, p.up = down, up
+    else:
+        # Convolution LoRA (patch embedding): down [r, in, *k], up [out, r, 1...]. Its
+        # delta is small (Wan 14B: 5120 x 16 x 1 x 2 x 2), so it is materialized exactly.
+        if any(s != 1 for s in up.shape[2:]):
+            raise LoRAFormatError(f"{path}: convolution LoRA {p.module!r} with a spatial up kernel is not supported")
+        _check_dense(path, p.module, "convolution LoRA", (up.shape[0], *down.shape[1:]))
+        dense = up.flatten(1).float() @ down.flatten(1).float()
+        p.dense = p.scale * dense.reshape(up.shape[0], *down.shape[1:])
+    if "up_bias" in roles:
+        # PEFT lora_bias: the bias of lora_B is scaled with the module (peft merges b += B.bias * scaling).
+        p.up_bias = p.scale * tensors[roles["up_bias"]].float()
+
+
+def _loha(path: str, p: _Payload, roles: dict[str, str], tensors) -> None:
+    missing = [r for r in _LOHA if r not in roles]
+    if missing:
+        raise LoRAFormatError(f"{path}: LoHa module {p.module!r} lacks {', '.join(missing)}")
+    w1a, w1b, w2a, w2b = (tensors[roles[r]].float() for r in _LOHA)
+    for r, t in zip(_LOHA, (w1a, w1b, w2a, w2b)):
+        _need_2d(path, roles[r], t)
+    if w1a.shape[1] != w1b.shape[0] or w2a.shape[1] != w2b.shape[0]:
+        raise LoRAFormatError(f"{path}: LoHa {p.module!r}: rank mismatch between hada_w*_a and hada_w*_b")
+    if (w1a.shape[0], w1b.shape[1]) != (w2a.shape[0], w2b.shape[1]):
+        raise LoRAFormatError(f"{path}: LoHa {p.module!r}: the two Hadamard factors have different shapes")
+    _check_dense(path, p.module, "LoHa", (w1a.shape[0], w1b.shape[1]))
+    alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]]) if "alpha" in roles else None
+    p.alpha, p.scale = alpha, scale_for(alpha, int(w1b.shape[0]))
+    p.dense = p.scale * ((w1a @ w1b) * (w2a @ w2b))
+
+
+def _lokr_factor(path: str, p: _Payload, roles: dict[str, str], tensors, n: str) -> tuple[torch.Tensor, int | None]:
+    full, a, b = f"lokr_w{n}", f"lokr_w{n}_a", f"lokr_w{n}_b"
+    if full in roles:
+        t = tensors[roles[full]].float()
+        _need_2d(path, roles[full], t)
+        return t, None
+    if a in roles and b in roles:
+        ta, tb = tensors[roles[a]].float(), tensors[roles[b]].float()
+        _need_2d(path, roles[a], ta)
+        _need_2d(path, roles[b], tb)
+        if ta.shape[1] != tb.shape[0]:
+            raise LoRAFormatError(f"{path}: LoKr {p.module!r}: {a} and {b} have different ranks")
+        _check_dense(path, p.module, f"LoKr factor w{n} of", (ta.shape[0], tb.shape[1]))
+        return ta @ tb, int(tb.shape[0])
+    raise LoRAFormatError(f"{path}: LoKr module {p.module!r} lacks {full} (or {a} + {b})")
+
+
+def _lokr(path: str, p: _Payload, roles: dict[str, str], tensors) -> None:
+    w1, r1 = _lokr_factor(path, p, roles, tensors, "1")
+    w2, r2 = _lokr_factor(path, p, roles, tensors, "2")
+    # alpha / r applies only when a factor is low-rank; r is w2's rank when w2 is
+    # factored, else w1's (LyCORIS / ComfyUI lokr.py); two full factors mean scale 1.
+    _check_dense(path, p.module, "LoKr", (w1.shape[0] * w2.shape[0], w1.shape[1] * w2.shape[1]))
+    rank = r2 if r2 is not None else r1
+    alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]]) if "alpha" in roles else None
+    p.alpha = alpha
+    p.scale = 1.0 if rank is None else scale_for(alpha, rank)
+    p.dense = p.scale * torch.kron(w1, w2)
+
+
+def _payload(path: str, module: str, target: Target, roles: dict[str, str], tensors, peft) -> _Payload:
+    p = _Payload(module, target, tuple(roles.values()))
+    if any(r in roles for r in _LOHA):
+        _loha(path, p, roles, tensors)
+    elif any(r in roles for r in _LOKR):
+        _lokr(path, p, roles, tensors)
+    elif "down" in roles or "up" in roles:
+        _lora(path, p, roles, tensors, peft)
+    elif "up_bias" in roles:
+        raise LoRAFormatError(f"{path}: {roles['up_bias']!r} has no lora_A/lora_B beside it")
+    for role in ("diff", "w_norm"):
+        if role in roles:
+            if p.diff is not None:
+                raise LoRAFormatError(f"{path}: module {module!r} has both diff and w_norm")
+            p.diff = tensors[roles[role]]
+    for role in ("diff_b", "b_norm"):
+        if role in roles:
+            if p.diff_b is not None:
+                raise LoRAFormatError(f"{path}: module {module!r} has both diff_b and b_norm")
+            p.diff_b = tensors[roles[role]]
+    if "diff_m" in roles:
+        if not target.is_param:
+            raise LoRAFormatError(f"{path}: {roles['diff_m']!r}: diff_m belongs to a block or the head, not {module!r}")
+        p.diff = tensors[roles["diff_m"]]
+    return p
+
+
+def _width(arch: str, payloads: list[_Payload]) -> tuple[int, str]:
+    rules = WIDTH_RULES[arch]
+    for i, (pattern, side) in enumerate(rules):
+        seen: dict[int, str] = {}
+        for p in payloads:
+            io = p.in_out()
+            if io is None or not pattern.match(p.target.paths[0]):
+                continue
+            seen.setdefault(io[0] if side == "in" else io[1], p.keys[0])
+        if len(seen) > 1:
+            detail = "; ".join(f"{w} from {k!r}" for w, k in list(seen.items())[:3])
+            raise LoRAFormatError(f"inconsistent hidden sizes in one file: {detail}")
+        if seen:
+            ((w, key),) = seen.items()
+            return w, f"{'in' if side == 'in' else 'out'}_features {w} of {key}"
+    pattern = _PARAM_WIDTH[arch]
+    for p in payloads:
+        for t, suffix in ((p.diff, ".weight"), (p.diff_b, ".bias")):
+            if t is None or t.ndim == 0:
+                continue
+            name = p.target.paths[0] if p.target.is_param else p.target.paths[0] + suffix
+            if pattern.match(name):
+                return int(t.shape[-1]), f"last dim {int(t.shape[-1])} of {p.keys[0]}"
+    return 0, "no tensor fixes the hidden width"
+
+
+def _cut(path: str, t: torch.Tensor, p: _Payload, width: int, what: str) -> list[torch.Tensor]:
+    split, n = p.target.split, len(p.target.paths)
+    rows = int(t.shape[0]) if t.ndim else 0
+    if split is None:
+        return [t]
+    if split == "swap":
+        if rows % 2:
+            raise LoRAFormatError(f"{path}: {what} of {p.module!r} has {rows} rows; expected an even number (shift, scale)")
+        half = rows // 2
+        return [torch.cat([t[half:], t[:half]])]
+    if split == "equal":
+        if rows % n:
+            raise LoRAFormatError(f"{path}: {what} of fused {p.module!r} has {rows} rows; expected {n} equal parts")
+        sizes = [rows // n] * n
+    else:  # linear1: q, k, v of the hidden width, then the MLP rows
+        if width <= 0 or rows <= 3 * width:
+            raise LoRAFormatError(
+                f"{path}: {what} of fused {p.module!r} has {rows} rows; expected 3 x width ({width}) + MLP rows"
+            )
+        sizes = [width, width, width, rows - 3 * width]
+    return [piece.contiguous() for piece in torch.split(t, sizes, dim=0)]
+
+
+def _put(path: str, deltas: dict[str, torch.Tensor], name: str, t: torch.Tensor, key: str) -> None:
+    if name in deltas:
+        raise LoRAFormatError(f"{path}: two tensors patch {name!r} (the second from {key!r})")
+    deltas[name] = t
+
+
+def assemble(
+    raw: RawFile,
+    groups: dict[str, dict[str, str]],
+    translate: Callable[[str], Target | None],
+    arch: str,
+    peft: PeftConfig | None = None,
+) -> Assembled:
+    """Build canonical modules / deltas from grouped keys. A module name ``translate``
+    does not know keeps its own name, so that matching it against a model reports it."""
+    path, tensors = raw.path, raw.tensors
+    out = Assembled()
+    payloads = []
+    for module, roles in groups.items():
+        if "alpha" in roles and not _WEIGHT_ROLES.intersection(roles):
+            out.ignored.append((roles["alpha"], "alpha without LoRA weights beside it"))
+            roles = {r: k for r, k in roles.items() if r != "alpha"}
+            if not roles:
+                continue
+        target = translate(module) or Target((module,))
+        payloads.append(_payload(path, module, target, roles, tensors, peft))
+    try:
+        out.width, out.width_evidence = _width(arch, payloads)
+    except LoRAFormatError as exc:
+        raise LoRAFormatError(f"{path}: {exc}") from None
+
+    for p in payloads:
+        keys = p.keys[0]
+        if p.down is not None:
+            for name, up in zip(p.target.paths, _cut(path, p.up, p, out.width, "lora_up/lora_B")):
+                if name in out.modules:
+                    raise LoRAFormatError(f"{path}: two LoRAs target {name!r} (the second from {keys!r})")
+                out.modules[name] = LowRank(down=p.down, up=up, alpha=p.alpha, scale=p.scale, source_keys=p.keys)
+        if p.dense is not None:
+            for name, d in zip(p.target.paths, _cut(path, p.dense, p, out.width, "weight delta")):
+                _put(path, out.deltas, f"{name}.weight", d, keys)
+        if p.up_bias is not None:
+            for name, d in zip(p.target.paths, _cut(path, p.up_bias, p, out.width, "lora_B.bias")):
+                _put(path, out.deltas, f"{name}.bias", d, keys)
+        if p.diff is not None:
+            if p.target.is_param:
+                _put(path, out.deltas, p.target.paths[0], p.diff, keys)
+            else:
+                for name, d in zip(p.target.paths, _cut(path, p.diff, p, out.width, "diff")):
+                    _put(path, out.deltas, f"{name}.weight", d, keys)
+        if p.diff_b is not None:
+            if p.target.is_param:
+                raise LoRAFormatError(f"{path}: {keys!r}: a bias delta on parameter {p.target.paths[0]!r}")
+            for name, d in zip(p.target.paths, _cut(path, p.diff_b, p, out.width, "diff_b")):
+                _put(path, out.deltas, f"{name}.bias", d, keys)
+    return out

@@ -1,0 +1,108 @@
+"""What every scheme reader shares: the Reader record, its result, key parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from vidlora.errors import LoRAFormatError
+from vidlora.lora.lora_file import LowRank
+from .assemble import Assembled, assemble, group_keys, refuse_unsupported
+from .alpha_rules import PeftConfig
+from .key_parts import is_text_encoder_key, split_role
+from .safe_read import RawFile
+from .targets import Target
+
+__all__ = ["Reader", "ReadResult", "parse_keys", "build", "fail_keys", "Signal"]
+
+# A structural variant signal a reader saw: (field, value, evidence in words).
+Signal = tuple[str, str, str]
+
+
+@dataclass
+class ReadResult:
+    scheme: str
+    arch: str
+    modules: dict[str, LowRank] = field(default_factory=dict)
+    deltas: dict[str, torch.Tensor] = field(default_factory=dict)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    width: int = 0
+    width_evidence: str = ""
+    signals: list[Signal] = field(default_factory=list)
+    experts: dict[str, "ReadResult"] | None = None
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One key scheme (or a family of near-identical ones): ``claims`` looks at all keys
+    of a file and says whether this reader owns it; ``read`` reads it."""
+
+    name: str
+    claims: Callable[[list[str]], bool]
+    read: Callable[[RawFile, list[str]], ReadResult]
+
+
+def fail_keys(path: str, what: str, keys: list[str]) -> LoRAFormatError:
+    shown = ", ".join(repr(k) for k in keys[:5])
+    more = f" (and {len(keys) - 5} more)" if len(keys) > 5 else ""
+    return LoRAFormatError(f"{path}: {len(keys)} {what}: {shown}{more}")
+
+
+# Known non-LoRA payloads that sometimes ride in LoRA files: refused by name.
+_FOREIGN = (
+    ("_loras.", "Stand-In adapter (q_loras/k_loras/v_loras): an extra attention branch, not a weight delta"),
+    ("dwpose_embedding", "UniAnimate pose embedding: full module weights, not a LoRA"),
+)
+
+
+def parse_keys(
+    raw: RawFile, keys: list[str], module_of: Callable[[str], str | None]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """(key, module, role) for every key, with ``module_of`` turning the part before the
+    tensor suffix into the reader's module name (None: not this scheme's key).
+
+    Text-encoder keys are skipped and reported; keys that are no LoRA tensor at all are
+    an error listing them."""
+    parsed, ignored, unknown = [], [], []
+    for key in keys:
+        for marker, what in _FOREIGN:
+            if marker in key:
+                raise LoRAFormatError(f"{raw.path}: {what} (key {key!r}) is not supported")
+        if is_text_encoder_key(key):
+            ignored.append((key, "text-encoder key: vidlora patches the video transformer only"))
+            continue
+        split = split_role(key)
+        module = None if split is None else module_of(split[0])
+        if module is None:
+            unknown.append(key)
+            continue
+        parsed.append((key, module, split[1]))
+    if unknown:
+        raise fail_keys(raw.path, "keys are not LoRA tensors of this file's scheme", unknown)
+    return parsed, ignored
+
+
+def build(
+    raw: RawFile,
+    scheme: str,
+    arch: str,
+    parsed: list[tuple[str, str, str]],
+    translate: Callable[[str], Target | None],
+    ignored: list[tuple[str, str]] | None = None,
+    peft: PeftConfig | None = None,
+) -> ReadResult:
+    """Refuse what cannot be applied exactly, then group, assemble and wrap."""
+    refuse_unsupported(raw.path, parsed)
+    groups = group_keys(raw.path, parsed)
+    done: Assembled = assemble(raw, groups, translate, arch, peft)
+    return ReadResult(
+        scheme=scheme,
+        arch=arch,
+        modules=done.modules,
+        deltas=done.deltas,
+        ignored=list(ignored or []) + done.ignored,
+        width=done.width,
+        width_evidence=done.width_evidence,
+    )

@@ -1,0 +1,285 @@
+"""Module surgery: find the transformers of a pipeline, swap their Linears for
+``LoRALinear`` units (fusing Wan's sibling projections), and put everything back.
+
+Fusion goes through the model's own fused path: diffusers' ``WanAttention`` calls
+``to_qkv`` / ``to_kv`` / ``to_added_kv`` instead of the separate projections when its
+``fused_projections`` flag is set. Unlike ``fuse_projections()``, which keeps the separate
+Linears beside the concatenated copy (twice the attention weights in memory), the fused
+unit holds the concatenated weight once: the separate projections' tensors are released
+and a parameter-free :class:`~vidlora.layers.FusedAway` marks where each one went. Detach
+gives each original ``nn.Linear`` object back, holding its rows of the fused weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from vidlora.errors import VidloraError
+from vidlora.model.families import Inventory, block_linear_paths, inventory
+from vidlora.kernels.fp8_format import FP8_DTYPE
+from .unit import FusedAway, LoRALinear, Part
+from .offload import refuse_offload_hooks
+
+__all__ = ["PatchedModel", "find_transformers", "patch_model", "unpatch_model", "patch_linear"]
+
+_TRANSFORMER_CLASSES = ("WanTransformer3DModel", "HunyuanVideoTransformer3DModel")
+
+# Wan attention: (fused attribute, sibling attributes) per attention kind. The processor
+# reads exactly these names when ``attn.fused_projections`` is set.
+_WAN_SELF_GROUP = ("to_qkv", ("to_q", "to_k", "to_v"))
+_WAN_CROSS_GROUPS = (("to_kv", ("to_k", "to_v")), ("to_added_kv", ("add_k_proj", "add_v_proj")))
+
+
+@dataclass
+class PatchedModel:
+    """What attach changed in one transformer, and how to undo it."""
+
+    key: str  # "transformer" | "transformer_2"
+    model: nn.Module
+    inv: Inventory
+    units: dict[str, LoRALinear] = field(default_factory=dict)  # unit module path -> unit
+    part_unit: dict[str, LoRALinear] = field(default_factory=dict)  # original Linear path -> unit
+    originals: dict[str, nn.Module] = field(default_factory=dict)  # original Linear path -> Linear
+    fused_attn: dict[str, bool] = field(default_factory=dict)  # attention path -> had the attribute
+    hooks: list = field(default_factory=list)
+
+    def unit_of(self, linear_path: str) -> LoRALinear | None:
+        return self.part_unit.get(linear_path)
+
+
+def _class_names(obj) -> set[str]:
+    return {c.__name__ for c in type(obj).__mro__}
+
+
+def find_transformers(obj) -> tuple[object | None, dict[str, nn.Module]]:
+    """(pipeline or None, {"transformer": model[, "transformer_2": model]})."""
+    if _class_names(obj) & set(_TRANSFORMER_CLASSES):
+        return None, {"transformer": obj}
+    found = {}
+    for key in ("transformer", "transformer_2"):
+        model = getattr(obj, key, None)
+        if model is not None:
+            if not (_class_names(model) & set(_TRANSFORMER_CLASSES)):
+                raise VidloraError(
+                    f"{type(obj).__name__}.{key} is a {type(model).__name__}; vidlora patches "
+                    f"{' and '.join(_TRANSFORMER_CLASSES)} (Wan 2.1/2.2, HunyuanVideo)"
+                )
+            found[key] = model
+    if not found:
+        raise VidloraError(
+            f"attach() expects a diffusers Wan or HunyuanVideo pipeline or transformer; got {type(obj).__name__}"
+        )
+    return obj, found
+
+
+def _check_attachable(pipe, key: str, model: nn.Module) -> None:
+    if getattr(model, "_vidlora_attached", False):
+        raise VidloraError(f"{key} is already attached by vidlora: use that handle, or call its detach() first")
+    peft_names = sorted(getattr(model, "peft_config", None) or {})
+    has_peft_layers = any(hasattr(m, "base_layer") and hasattr(m, "lora_A") for m in model.modules())
+    if peft_names or has_peft_layers:
+        names = f" {peft_names}" if peft_names else ""
+        raise VidloraError(
+            f"{key} already carries diffusers/PEFT LoRA adapters{names}; vidlora would apply its LoRAs on top "
+            "of them. Remove them first (pipe.unload_lora_weights()) and load the files with vidlora's "
+            "Adapters.add() instead"
+        )
+    if pipe is not None and int(getattr(pipe, "num_fused_loras", 0) or 0) > 0:
+        raise VidloraError(
+            "this pipeline has LoRAs fused into its base weights (pipe.fuse_lora()); call pipe.unfuse_lora() "
+            "and pipe.unload_lora_weights() first, so no LoRA is applied twice"
+        )
+    refuse_offload_hooks(key, model)
+    for name, m in model.named_modules():
+        if getattr(m, "fused_projections", False):
+            raise VidloraError(
+                f"{key}.{name} already has fused projections made outside vidlora (fuse_qkv_projections()); "
+                "call unfuse_qkv_projections() first: vidlora fuses them itself without keeping a second copy"
+            )
+
+
+def _compute_dtype(lin: nn.Module) -> torch.dtype:
+    """The dtype a Linear computes in: its weight's, unless the weight is FP8 storage. Then,
+    in order: diffusers layerwise casting's compute dtype, the one vidlora's FP8
+    checkpoint loader recorded, the bias's dtype, bfloat16."""
+    if lin.weight.dtype != FP8_DTYPE:
+        return lin.weight.dtype
+    registry = getattr(lin, "_diffusers_hook", None)
+    hook = registry.get_hook("layerwise_casting") if registry is not None else None
+    if getattr(hook, "compute_dtype", None) is not None:
+        return hook.compute_dtype
+    if getattr(lin, "vidlora_compute_dtype", None) is not None:
+        return lin.vidlora_compute_dtype
+    if lin.bias is not None and lin.bias.dtype.is_floating_point and lin.bias.element_size() > 1:
+        return lin.bias.dtype
+    return torch.bfloat16
+
+
+def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, attr = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, attr, module)
+
+
+def _wan_fusable(attn: nn.Module) -> bool:
+    """Only diffusers' WanAttention with a processor that honours ``fused_projections``."""
+    return (
+        "WanAttention" in _class_names(attn)
+        and hasattr(attn, "fuse_projections")
+        and type(getattr(attn, "processor", None)).__name__ in ("WanAttnProcessor", "WanAttnProcessor2_0")
+    )
+
+
+def _fusion_groups(model: nn.Module, inv: Inventory, targets: set[str]) -> list[tuple[str, str, list[str]]]:
+    """[(attention path, fused attribute, [sibling Linear paths])] for Wan models."""
+    if inv.arch != "wan":
+        return []
+    groups = []
+    for name, attn in model.named_modules():
+        if not _wan_fusable(attn):
+            continue
+        specs = _WAN_CROSS_GROUPS if getattr(attn, "is_cross_attention", False) else (_WAN_SELF_GROUP,)
+        for fused_attr, siblings in specs:
+            paths = [f"{name}.{s}" for s in siblings]
+            mods = [getattr(attn, s, None) for s in siblings]
+            if not all(p in targets for p in paths) or not all(type(m) is nn.Linear for m in mods):
+                continue
+            if len({(m.in_features, m.weight.dtype, m.weight.device, m.bias is not None) for m in mods}) != 1:
+                continue
+            groups.append((name, fused_attr, paths))
+    return groups
+
+
+@torch.no_grad()
+def _fuse(pm: PatchedModel, attn_path: str, fused_attr: str, paths: list[str]) -> None:
+    model = pm.model
+    attn = model.get_submodule(attn_path)
+    lins = [model.get_submodule(p) for p in paths]
+    requires_grad = lins[0].weight.requires_grad
+    weight = nn.Parameter(torch.cat([lin.weight for lin in lins], 0), requires_grad=requires_grad)
+    bias = None
+    if lins[0].bias is not None:
+        bias = nn.Parameter(torch.cat([lin.bias for lin in lins], 0), requires_grad=requires_grad)
+    parts, start = [], 0
+    for p, lin in zip(paths, lins):
+        parts.append(Part(p, start, start + lin.out_features))
+        start += lin.out_features
+    unit_path = f"{attn_path}.{fused_attr}"
+    unit = LoRALinear(weight, bias, parts, unit_path, compute_dtype=_compute_dtype(lins[0]))
+    # Release the separate tensors: the weight now lives once, in the unit.
+    for p, lin, part in zip(paths, lins, parts):
+        for param in lin.parameters(recurse=False):
+            param.data = torch.empty(0, dtype=param.dtype, device=param.device)
+        pm.originals[p] = lin
+        pm.part_unit[p] = unit
+        setattr(attn, p.rsplit(".", 1)[1], FusedAway(unit_path, part.start, part.stop))
+    setattr(attn, fused_attr, unit)
+    pm.fused_attn.setdefault(attn_path, hasattr(attn, "fused_projections"))
+    attn.fused_projections = True
+    pm.units[unit_path] = unit
+
+
+def _stored_scale(pm: PatchedModel, unit: LoRALinear) -> torch.Tensor | None:
+    """The per-channel scales an FP8 checkpoint stored with the unit's weights (a
+    ``weight_scale`` buffer on each original Linear; a part without one counts as 1)."""
+    lins = [pm.originals[p.path] for p in unit.parts]
+    scales = [getattr(lin, "weight_scale", None) for lin in lins]
+    if all(s is None for s in scales):
+        return None
+    out = []
+    for s, lin in zip(scales, lins):
+        s = torch.ones(1) if s is None else s.detach().float().reshape(-1)
+        out.append((s.expand(lin.out_features) if s.numel() == 1 else s).to(unit.weight.device))
+    return torch.cat(out)
+
+
+def patch_linear(pm: PatchedModel, path: str) -> LoRALinear:
+    """Wrap one ``nn.Linear`` (no copy: the unit holds the same Parameter objects)."""
+    unit = pm.part_unit.get(path)
+    if unit is not None:
+        return unit
+    lin = pm.model.get_submodule(path)
+    if not isinstance(lin, nn.Linear):
+        raise VidloraError(f"{pm.key}.{path} is a {type(lin).__name__}, not a Linear: vidlora cannot put a LoRA on it")
+    unit = LoRALinear(lin.weight, lin.bias, [Part(path, 0, lin.out_features)], path, compute_dtype=_compute_dtype(lin))
+    _set_module(pm.model, path, unit)
+    pm.originals[path] = lin
+    pm.part_unit[path] = unit
+    pm.units[path] = unit
+    return unit
+
+
+def patch_model(
+    pipe, key: str, model: nn.Module, fuse: bool = True, fp8: str | None = None,
+    device: torch.device | str | None = None, keep_original: bool = False,
+) -> PatchedModel:
+    """Patch every DiT-block Linear of ``model`` (fusing Wan's siblings when ``fuse``).
+
+    fp8: None, "w8a16" or "w8a8": quantize every patched weight, one unit at a time (and
+    onto ``device`` when given, so a bf16 model in CPU memory becomes an FP8 one on the
+    GPU without a full bf16 copy there). Weights that already are float8_e4m3fn (FP8
+    checkpoints) are used as stored, whatever ``fp8`` says.
+    """
+    _check_attachable(pipe, key, model)
+    pm = PatchedModel(key=key, model=model, inv=inventory(model))
+    targets = block_linear_paths(pm.inv)
+    try:
+        if fuse:
+            for attn_path, fused_attr, paths in _fusion_groups(model, pm.inv, set(targets)):
+                _fuse(pm, attn_path, fused_attr, paths)
+        for path in targets:
+            if path not in pm.part_unit:
+                patch_linear(pm, path)
+        for unit in pm.units.values():
+            if unit.weight.dtype == FP8_DTYPE:
+                unit.adopt_fp8(fp8 or "w8a16", _stored_scale(pm, unit))
+            elif fp8:
+                unit.quantize_(fp8, device=device, keep_original=keep_original)
+        if device is not None:
+            model.to(device)
+    except BaseException:
+        unpatch_model(pm)
+        raise
+    model._vidlora_attached = True
+    return pm
+
+
+@torch.no_grad()
+def unpatch_model(pm: PatchedModel) -> None:
+    """Put every original Linear back (bit for bit, for non-FP8 bases)."""
+    model = pm.model
+    for unit_path, unit in list(pm.units.items()):
+        if len(unit.parts) == 1 and unit.parts[0].path == unit_path:
+            lin = pm.originals[unit_path]
+            if unit.fp8_origin == "quantized":  # FP8 is one way: dequantized, or the kept original
+                lin.weight.data = unit.base_weight()
+            _set_module(model, unit_path, lin)
+        else:
+            attn_path = unit_path.rsplit(".", 1)[0]
+            attn = model.get_submodule(attn_path)
+            weight, bias = unit.base_weight(), unit.base_bias()
+            for part in unit.parts:
+                lin = pm.originals[part.path]
+                lin.weight.data = weight[part.start : part.stop]
+                if lin.bias is not None:
+                    lin.bias.data = bias[part.start : part.stop]
+                setattr(attn, part.path.rsplit(".", 1)[1], lin)
+            delattr(attn, unit_path.rsplit(".", 1)[1])
+        del pm.units[unit_path]
+    for attn_path, had_attr in pm.fused_attn.items():
+        attn = model.get_submodule(attn_path)
+        if had_attr:
+            attn.fused_projections = False
+        elif "fused_projections" in attn.__dict__:
+            del attn.__dict__["fused_projections"]
+    pm.fused_attn.clear()
+    pm.part_unit.clear()
+    pm.originals.clear()
+    for h in pm.hooks:
+        h.remove()
+    pm.hooks.clear()
+    if "_vidlora_attached" in model.__dict__:
+        del model.__dict__["_vidlora_attached"]
