@@ -42,6 +42,7 @@ from vidlora.kernels.fp8_gemm import (
 from vidlora.kernels.fp8_reference import lora_linear_fp8_reference, quantize_rows_e4m3
 from vidlora.kernels.heuristics import GemmConfig, QuantConfig, ShrinkConfig, pad_rank
 from vidlora.kernels.lora_gemm import INTERPRETED, _e4m3_bytes_to
+from helpers.metrics import sqnr_db
 
 pytestmark = pytest.mark.skipif(not INTERPRETED, reason="needs TRITON_INTERPRET=1 before import (conftest.py)")
 
@@ -230,10 +231,6 @@ def test_lora_delta_is_exact(act_quant):
     torch.testing.assert_close(y - y0, ref - ref0, atol=1e-5, rtol=1e-5)
 
 
-def _sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
-    ref, out = ref.double(), out.double()
-    return float(20 * torch.log10(ref.norm() / (ref - out).norm()))
-
 
 @pytest.mark.parametrize("act_quant,min_db", [(False, 28.0), (True, 25.0)])
 def test_sqnr_against_the_unquantized_linear(act_quant, min_db):
@@ -245,7 +242,7 @@ def test_sqnr_against_the_unquantized_linear(act_quant, min_db):
     mode = "w8a8" if act_quant else "w8a16"
     y = lora_linear_fp8_triton(x, w8, ws, b, a, bb, c, act_quant, plan=_plan(mode, m, n, k, r, torch.float32))
     base = y - b - lora_delta_reference(x, a, bb, c)
-    assert _sqnr_db(x @ w.t(), base) >= min_db
+    assert sqnr_db(x @ w.t(), base) >= min_db
 
 
 @pytest.mark.parametrize("act_quant", [False, True])

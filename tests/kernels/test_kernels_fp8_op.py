@@ -13,6 +13,8 @@ import torch
 from vidlora.kernels.fp8_format import quantize_weight
 from vidlora.kernels import lora_linear_fp8, lora_linear_fp8_reference
 
+from helpers.paths import REPO_ROOT
+
 
 def _args(dtype=torch.float32, r=8):
     g = torch.Generator().manual_seed(0)
@@ -79,7 +81,7 @@ print("OK")
 
 
 def test_top_level_kernels_import_from_a_checkout_cannot_register_a_second_fp8_op():
-    root = Path(__file__).resolve().parents[2]
+    root = REPO_ROOT
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     env.pop("VIDLORA_BACKEND", None)
     out = subprocess.run([sys.executable, "-c", _SHADOW_SCRIPT], cwd=root, env=env, capture_output=True, text=True,

@@ -26,14 +26,11 @@ from vidlora.model.families import inventory
 from vidlora.kernels.lora_gemm import INTERPRETED
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from attach_helpers import random_lora, run
+from helpers.models import random_lora, run
+from helpers.metrics import sqnr_db
 
 pytestmark = pytest.mark.skipif(not INTERPRETED, reason="needs TRITON_INTERPRET=1 before import (conftest.py)")
 
-
-def _sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
-    ref, out = ref.double(), out.double()
-    return float(20 * torch.log10(ref.norm() / (ref - out).norm()))
 
 
 @pytest.mark.parametrize("kind,mode", [("wan-t2v", "w8a16"), ("wan-i2v", "w8a8"), ("hunyuan-t2v", "w8a8")])
@@ -60,5 +57,5 @@ def test_fp8_patched_model_on_triton_matches_torch_backend(kind, mode, monkeypat
     if mode == "w8a16":
         torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
     else:
-        assert _sqnr_db(ref, out) >= 50
+        assert sqnr_db(ref, out) >= 50
     h.detach()

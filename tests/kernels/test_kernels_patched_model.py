@@ -16,7 +16,7 @@ from vidlora.model.families import inventory
 from vidlora.kernels.lora_gemm import INTERPRETED
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from attach_helpers import random_lora, run
+from helpers.models import random_lora, run
 
 pytestmark = pytest.mark.skipif(not INTERPRETED, reason="needs TRITON_INTERPRET=1 before import (conftest.py)")
 

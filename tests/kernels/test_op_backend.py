@@ -11,6 +11,8 @@ from vidlora.kernels import backend as backend_mod
 from vidlora.kernels import lora_linear, lora_linear_reference
 from vidlora.kernels.backend import get_backend, resolve_backend, use_backend
 
+from helpers.paths import REPO_ROOT
+
 
 def _args(dtype=torch.float32, r=4, m=9, n=12, k=20):
     g = torch.Generator().manual_seed(0)
@@ -193,9 +195,8 @@ def test_top_level_kernels_import_from_a_checkout_is_inert():
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = REPO_ROOT
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     env.pop("VIDLORA_BACKEND", None)
     out = subprocess.run([sys.executable, "-c", _SHADOW_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=300)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from formats_cases import tiny
-from lora_writers import LoHaTruth, LoKrTruth, Truth, random_truth, write_lora
-from merge_reference import assert_same_params, merged
+from helpers.format_cases import tiny
+from helpers.writers import LoHaTruth, LoKrTruth, Truth, random_truth, write_lora
+from helpers.merged import assert_same_params, merged
 from vidlora.errors import LoRAFormatError
 from vidlora.lora.formats import match_lora, read_lora
 from vidlora.model.families import inventory

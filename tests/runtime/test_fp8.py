@@ -15,12 +15,9 @@ from vidlora.kernels.fp8_reference import lora_linear_fp8_reference
 from vidlora.runtime.unit import LoRALinear
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from attach_helpers import random_lora, run
+from helpers.models import random_lora, run
+from helpers.metrics import sqnr_db
 
-
-def sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
-    ref, out = ref.double(), out.double()
-    return float(20 * torch.log10(ref.norm() / (ref - out).norm()))
 
 
 def test_per_channel_quantization_quality_and_zero_rows():

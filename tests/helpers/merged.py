@@ -15,7 +15,7 @@ from torch import nn
 
 from vidlora.lora.lora_file import LoRAFile
 
-__all__ = ["param_deltas_of", "merged", "run", "assert_same_params"]
+__all__ = ["param_deltas_of", "merged", "merged_stack", "assert_same_params"]
 
 
 def param_deltas_of(source) -> dict[str, torch.Tensor]:
@@ -31,22 +31,28 @@ def param_deltas_of(source) -> dict[str, torch.Tensor]:
     return out
 
 
-@torch.no_grad()
 def merged(model: nn.Module, source, strength: float = 1.0) -> nn.Module:
     """Deep copy of ``model`` with ``strength`` x the source's deltas merged in."""
+    return merged_stack(model, [(source, strength)])
+
+
+@torch.no_grad()
+def merged_stack(model: nn.Module, sources: list) -> nn.Module:
+    """Deep copy of ``model`` with every (source, strength) merged in: the deltas are summed
+    in fp64 and each parameter is rounded once."""
     ref = copy.deepcopy(model)
     params = dict(ref.named_parameters())
-    for path, delta in param_deltas_of(source).items():
-        assert path in params, f"{path} is not a parameter of the model"
+    totals: dict[str, torch.Tensor] = {}
+    for source, strength in sources:
+        for path, delta in param_deltas_of(source).items():
+            assert path in params, f"{path} is not a parameter of the model"
+            p = params[path]
+            assert tuple(p.shape) == tuple(delta.shape), f"{path}: delta {tuple(delta.shape)} vs parameter {tuple(p.shape)}"
+            totals[path] = totals.get(path, 0) + strength * delta
+    for path, total in totals.items():
         p = params[path]
-        assert tuple(p.shape) == tuple(delta.shape), f"{path}: delta {tuple(delta.shape)} vs parameter {tuple(p.shape)}"
-        p.copy_((p.double() + strength * delta).to(p.dtype))
+        p.copy_((p.double() + total).to(p.dtype))
     return ref
-
-
-def run(model: nn.Module, inputs: dict) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**inputs, return_dict=False)[0]
 
 
 def assert_same_params(a: nn.Module, b: nn.Module, atol: float, rtol: float = 0.0) -> None:

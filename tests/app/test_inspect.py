@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from formats_cases import tiny, wan_truth_spec
-from lora_writers import Truth, random_truth, write_lora
+from helpers.format_cases import tiny, wan_truth_spec
+from helpers.writers import Truth, random_truth, write_lora
 from vidlora.model.families import inventory
 from vidlora.lora.formats import read_lora
 from vidlora.app.inspect_report import build_report, model_inventory, render_report

@@ -12,8 +12,9 @@ from vidlora.errors import LoRAFormatError
 from vidlora.app.fp8_checkpoints import load_fp8_scaled_wan
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from attach_helpers import merged_copy, random_lora, run
-from lora_writers import _WAN_INNER as _INNER, _WAN_TOP as _TOP  # diffusers -> original Wan names
+from helpers.models import random_lora, run
+from helpers.merged import merged_stack
+from helpers.writers import _WAN_INNER as _INNER, _WAN_TOP as _TOP  # diffusers -> original Wan names
 
 
 
@@ -78,7 +79,7 @@ def test_scaled_fp8_file_loads_as_stored_and_runs_under_attach(tmp_path):
     assert model.blocks[1].ffn.net[2].weight.data_ptr() == ptr  # no copy, no round trip
     torch.testing.assert_close(run(model, inputs), run(ref, inputs), atol=1e-4, rtol=1e-4)
     h.add(lora, weight=0.5)
-    torch.testing.assert_close(run(model, inputs), run(merged_copy(ref, [(lora, 0.5)]), inputs), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(run(model, inputs), run(merged_stack(ref, [(lora, 0.5)]), inputs), atol=1e-4, rtol=1e-4)
 
 
 def test_not_a_scaled_checkpoint(tmp_path):

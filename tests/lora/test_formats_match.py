@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from formats_cases import tiny
-from lora_writers import Truth, random_truth, write_lora
+from helpers.format_cases import tiny
+from helpers.writers import Truth, random_truth, write_lora
 from vidlora.errors import LoRAMismatchError
 from vidlora.model.families import inventory
 from vidlora.lora.formats import match_lora, read_lora

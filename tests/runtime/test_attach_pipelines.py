@@ -14,7 +14,7 @@ from vidlora.runtime.unit import LoRALinear
 from vidlora.lora.lora_file import LoRAFile, Variant
 from vidlora.app.tiny import build_tiny_pipeline
 
-from attach_helpers import random_lora
+from helpers.models import random_lora
 
 
 @pytest.fixture(scope="module")

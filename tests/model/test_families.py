@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from formats_cases import tiny
-from lora_writers import random_truth, write_lora
+from helpers.format_cases import tiny
+from helpers.writers import random_truth, write_lora
 from vidlora.errors import LoRAMismatchError, SourceError
 from vidlora.model.families import (
     HUB_MODEL_IDS,

@@ -1,5 +1,5 @@
 """attach / Adapters on tiny real diffusers models, against an independent merged-weights
-reference (tests/attach_helpers.merged_copy)."""
+reference (tests/helpers/merged.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from vidlora.model.families import inventory
 from vidlora.runtime.unit import FusedAway, LoRALinear
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from attach_helpers import linear_paths, merged_copy, random_lora, run, state_snapshot
+from helpers.models import linear_paths, random_lora, run, state_snapshot
+from helpers.merged import merged_stack
 
 WAN_DELTAS = [
     "blocks.0.norm2.weight",
@@ -62,8 +63,8 @@ def test_one_and_three_adapters_match_merged_reference(kind):
     a = _lora(model, 1, _deltas_for(kind), extra_paths=_extra_paths(kind), name="a", alpha=2.0)
     b = _lora(model, 2, name="b", rank=3)
     c = _lora(model, 3, _deltas_for(kind)[:2], name="c", rank=8, alpha=16.0)
-    ref1 = run(merged_copy(model, [(a, 0.8)]), inputs)
-    ref3 = run(merged_copy(model, [(a, 0.8), (b, -0.5), (c, 1.3)]), inputs)
+    ref1 = run(merged_stack(model, [(a, 0.8)]), inputs)
+    ref3 = run(merged_stack(model, [(a, 0.8), (b, -0.5), (c, 1.3)]), inputs)
     base = run(model, inputs)
 
     h = vidlora.attach(model)
@@ -105,15 +106,15 @@ def test_set_weight_disable_enable_remove_and_detach_bit_exact(kind):
 
     h.set_weight("a", -0.4)
     torch.testing.assert_close(
-        run(model, inputs), run(merged_copy(model_ref := tiny_transformer(kind, seed=0), [(a, -0.4), (b, 0.7)]), inputs),
+        run(model, inputs), run(merged_stack(model_ref := tiny_transformer(kind, seed=0), [(a, -0.4), (b, 0.7)]), inputs),
         atol=2e-5, rtol=1e-4,
     )
     h.disable("b")
-    torch.testing.assert_close(run(model, inputs), run(merged_copy(model_ref, [(a, -0.4)]), inputs), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(run(model, inputs), run(merged_stack(model_ref, [(a, -0.4)]), inputs), atol=2e-5, rtol=1e-4)
     h.enable("b")
     h.remove("a")
     assert h.names == ("b",)
-    torch.testing.assert_close(run(model, inputs), run(merged_copy(model_ref, [(b, 0.7)]), inputs), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(run(model, inputs), run(merged_stack(model_ref, [(b, 0.7)]), inputs), atol=2e-5, rtol=1e-4)
     h.remove("b")
     torch.testing.assert_close(run(model, inputs), base, atol=1e-5, rtol=1e-5)
 
@@ -183,7 +184,7 @@ def test_blocks_limit_the_adapter():
     assert any(p.startswith("context_embedder.token_refiner") for p in keep)
     sub = random_lora(model, 0, _family(model), paths=[])
     sub.modules, sub.deltas = keep, keep_deltas
-    ref = run(merged_copy(model, [(sub, 0.6)]), inputs)
+    ref = run(merged_stack(model, [(sub, 0.6)]), inputs)
     h = vidlora.attach(model)
     h.add(lora, weight=0.6, blocks=range(1, 3))
     torch.testing.assert_close(run(model, inputs), ref, atol=2e-5, rtol=1e-4)
@@ -289,7 +290,7 @@ def test_half_precision_models(dtype):
     kind = "wan-i2v"
     model32 = tiny_transformer(kind, seed=0)
     lora = _lora(model32, 1, WAN_DELTAS, name="a")
-    ref = run(merged_copy(model32, [(lora, 0.7)]), tiny_transformer_inputs(kind))
+    ref = run(merged_stack(model32, [(lora, 0.7)]), tiny_transformer_inputs(kind))
     base32 = run(model32, tiny_transformer_inputs(kind))
     model = tiny_transformer(kind, seed=0, dtype=dtype)
     h = vidlora.attach(model)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from lora_writers import write_raw
+from helpers.writers import write_raw
 from vidlora.lora.formats import read_lora
 from vidlora.lora.formats.metadata import training_summary, trigger_words
 

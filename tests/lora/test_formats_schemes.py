@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from formats_cases import hunyuan_truth_spec, load_with_diffusers, round_truth_to, tiny, wan_truth_spec
-from lora_writers import Truth, random_truth, write_lora
-from merge_reference import assert_same_params, merged, run
+from helpers.format_cases import hunyuan_truth_spec, load_with_diffusers, round_truth_to, tiny, wan_truth_spec
+from helpers.writers import Truth, random_truth, write_lora
+from helpers.merged import assert_same_params, merged
+from helpers.models import run
 from vidlora.lora.formats import match_lora, read_lora
 from vidlora.model.families import inventory
 from vidlora.app.tiny import tiny_transformer_inputs
@@ -214,7 +215,7 @@ def _rekey(path, out, rename, metadata=None):
     """Rewrite a written file's keys (producers' small variations of one scheme)."""
     from safetensors import safe_open
 
-    from lora_writers import write_raw
+    from helpers.writers import write_raw
 
     with safe_open(str(path), "pt") as f:
         tensors = {rename(k): f.get_tensor(k) for k in f.keys()}
@@ -281,7 +282,7 @@ def test_kohya_keys_with_diffusers_inner_names(tmp_path):
         name = "lora_unet_" + p.replace(".", "_")
         tensors.update({f"{name}.lora_down.weight": low.down, f"{name}.lora_up.weight": low.up,
                         f"{name}.alpha": torch.tensor(2.0)})
-    from lora_writers import write_raw
+    from helpers.writers import write_raw
 
     lora = read_lora(write_raw(path, tensors))
     assert_same_params(merged(model, lora), merged(model, truth), atol=2e-6)

@@ -1,10 +1,7 @@
-"""Helpers for the attach tests: random canonical LoRAs for a model, and an independent
-merged-weights reference (a deep copy of the model with W += w * scale * B @ A and
-param += w * delta written into it, with no vidlora code involved)."""
+"""Model-side helpers: Linear paths of a model, random canonical (non-identity) LoRAs for it,
+running a transformer, state snapshots. The merged-weights reference is helpers.merged."""
 
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
@@ -57,20 +54,6 @@ def random_lora(
         deltas=full,
         dtype=torch.float32,
     )
-
-
-@torch.no_grad()
-def merged_copy(model: nn.Module, loras: list[tuple[LoRAFile, float]]) -> nn.Module:
-    """Deep copy of ``model`` with every (lora, strength) merged into its weights."""
-    ref = copy.deepcopy(model)
-    params = dict(ref.named_parameters())
-    for lora, w in loras:
-        for path, lr in lora.modules.items():
-            weight = params[f"{path}.weight"]
-            weight += (w * lr.scale * (lr.up.double() @ lr.down.double())).to(weight.dtype)
-        for path, d in lora.deltas.items():
-            params[path] += (w * d.double()).to(params[path].dtype)
-    return ref
 
 
 def run(model: nn.Module, inputs: dict) -> torch.Tensor:

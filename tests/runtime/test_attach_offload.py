@@ -12,7 +12,8 @@ from vidlora.model.families import inventory
 from vidlora.runtime.unit import LoRALinear
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from attach_helpers import merged_copy, random_lora, run
+from helpers.models import random_lora, run
+from helpers.merged import merged_stack
 
 KIND = "wan-i2v"
 DELTAS = ["blocks.0.norm2.weight", "blocks.0.attn1.to_q.bias", "blocks.1.scale_shift_table"]
@@ -34,12 +35,12 @@ def test_sequential_offload_moves_units_and_deltas_reach_the_offloaded_copies():
     accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
     unit = model.blocks[0].attn1.to_qkv
     assert unit.weight.device.type == "meta"  # offloaded between forwards: the hook manages it
-    torch.testing.assert_close(run(model, inputs), run(merged_copy(ref, [(a, 0.5)]), inputs), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(run(model, inputs), run(merged_stack(ref, [(a, 0.5)]), inputs), atol=2e-5, rtol=1e-4)
     # re-weight and add after offloading: the deltas are written into the hooks' weights_map
     h.set_weight("a", 0.25)
     h.add(b, weight=-1.0)
     torch.testing.assert_close(
-        run(model, inputs), run(merged_copy(ref, [(a, 0.25), (b, -1.0)]), inputs), atol=2e-5, rtol=1e-4
+        run(model, inputs), run(merged_stack(ref, [(a, 0.25), (b, -1.0)]), inputs), atol=2e-5, rtol=1e-4
     )
 
 
@@ -74,10 +75,10 @@ def test_group_offloading_tracks_the_stack_buffers():
         if isinstance(m, LoRALinear) and name.startswith("blocks."):
             for t in (m.weight, m.lora_a, m.lora_b, m.lora_scale):
                 assert id(t) in group_tensors, name
-    torch.testing.assert_close(run(model, inputs), run(merged_copy(ref, [(a, 0.5)]), inputs), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(run(model, inputs), run(merged_stack(ref, [(a, 0.5)]), inputs), atol=2e-5, rtol=1e-4)
     h.add(b, weight=0.3)  # grows stacks in place: same buffer objects, still tracked
     torch.testing.assert_close(
-        run(model, inputs), run(merged_copy(ref, [(a, 0.5), (b, 0.3)]), inputs), atol=2e-5, rtol=1e-4
+        run(model, inputs), run(merged_stack(ref, [(a, 0.5), (b, 0.3)]), inputs), atol=2e-5, rtol=1e-4
     )
 
 

@@ -13,7 +13,8 @@ from torch._dynamo.utils import counters
 import vidlora
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from attach_helpers import linear_paths, merged_copy, random_lora, run
+from helpers.models import linear_paths, random_lora, run
+from helpers.merged import merged_stack
 
 
 
@@ -32,7 +33,7 @@ def test_whole_model_fullgraph_no_recompile_on_weight_disable_add_in_bucket():
     model = tiny_transformer(kind, seed=0)
     inputs = tiny_transformer_inputs(kind)
     a, b = _loras(model, "wan (width 24)", [2, 2])
-    ref = merged_copy(model, [(a, 0.5), (b, 0.25)])
+    ref = merged_stack(model, [(a, 0.5), (b, 0.25)])
     h = vidlora.attach(model)
     h.add(a, weight=1.0)
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)

@@ -13,8 +13,8 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from formats_cases import tiny
-from lora_writers import random_truth, write_lora, write_raw
+from helpers.format_cases import tiny
+from helpers.writers import random_truth, write_lora, write_raw
 from vidlora.errors import LoRAFormatError, LoRAMismatchError, UnsafeFileError, VidloraError
 from vidlora.model.families import inventory
 from vidlora.lora.formats import match_lora, read_lora

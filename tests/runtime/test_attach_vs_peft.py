@@ -13,9 +13,9 @@ pytest.importorskip("peft")
 import vidlora
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 
-from formats_cases import hunyuan_truth_spec, load_with_diffusers, wan_truth_spec
-from lora_writers import random_truth, write_lora
-from merge_reference import run
+from helpers.format_cases import hunyuan_truth_spec, load_with_diffusers, wan_truth_spec
+from helpers.writers import random_truth, write_lora
+from helpers.models import run
 
 
 @pytest.mark.parametrize(
