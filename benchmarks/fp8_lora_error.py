@@ -78,7 +78,7 @@ def _run(model, inputs) -> torch.Tensor:
 
 def _small_lora(model, seed: int, frac: float):
     """A rank-16 LoRA on every block Linear with ||s=1 delta|| = frac * ||W|| per layer."""
-    from vidlora.model.families import block_linear_paths, inventory
+    from vidlora.model import block_linear_paths, inventory
     from vidlora.lora.lora_file import LoRAFile, LowRank
 
     inv = inventory(model)
@@ -105,7 +105,7 @@ def _merged(model, lora, strength: float, quant=None):
 
 
 def _requantized_base(model, quant):
-    from vidlora.model.families import block_linear_paths, inventory
+    from vidlora.model import block_linear_paths, inventory
 
     m = copy.deepcopy(model)
     with torch.no_grad():

@@ -158,7 +158,7 @@ def _cast_like_pretrained(model: torch.nn.Module, dtype: torch.dtype) -> torch.n
 
 def _lora_file(model: torch.nn.Module, name: str, device: str | torch.device, random: bool):
     """A rank-32 LoRAFile over every block Linear (uninitialised on meta, random on a GPU)."""
-    from vidlora.model.families import inventory
+    from vidlora.model import inventory
     from vidlora.lora.lora_file import LoRAFile, LowRank
 
     inv = inventory(model)
@@ -195,7 +195,7 @@ def _input_bytes(inputs: dict[str, Any]) -> int:
 
 def computed_memory(scenario: Scenario, fused_rms_norm: bool = True) -> dict[str, Any]:
     """Bytes of weights, adapters, inputs and the activation peak of one meta forward."""
-    from vidlora.model.families import meta_transformer
+    from vidlora.model import meta_transformer
     from vidlora.runtime.unit import LoRALinear
 
     model = _cast_like_pretrained(meta_transformer(scenario.config), torch.bfloat16)

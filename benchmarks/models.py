@@ -113,7 +113,7 @@ def random_transformer(
     """
     import diffusers
 
-    from vidlora.model.families import REAL_CONFIGS
+    from vidlora.model import REAL_CONFIGS
 
     cfg = dict(REAL_CONFIGS[config])
     cls = getattr(diffusers, cfg.pop("_class_name"))
@@ -137,7 +137,7 @@ def scenario_inputs(
     scenario: Scenario, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 1
 ) -> dict[str, Any]:
     """Forward kwargs of one denoising step (batch 1) at the scenario's size."""
-    from vidlora.model.families import REAL_CONFIGS
+    from vidlora.model import REAL_CONFIGS
 
     cfg = REAL_CONFIGS[scenario.config]
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -180,7 +180,7 @@ def pipeline_shell(model: torch.nn.Module):
 
 def block_linears(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
     """{module path: (in_features, out_features)} of the block Linears vidlora patches."""
-    from vidlora.model.families import block_linear_paths, inventory
+    from vidlora.model import block_linear_paths, inventory
 
     inv = inventory(model)
     return {p: (inv.linears[p].in_features, inv.linears[p].out_features) for p in block_linear_paths(inv)}

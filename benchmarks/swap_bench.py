@@ -150,7 +150,7 @@ def _threads(device: str):
 
 
 def _output(model: torch.nn.Module, device: str) -> torch.Tensor:
-    from vidlora.model.families import REAL_CONFIGS
+    from vidlora.model import REAL_CONFIGS
 
     cfg = REAL_CONFIGS[CONFIG]
     gen = torch.Generator().manual_seed(7)
@@ -169,7 +169,7 @@ def _rel_diff(a: torch.Tensor, b: torch.Tensor, base: torch.Tensor) -> float:
 def run(ctx: RunContext) -> Iterator[dict[str, Any]]:
     """Rows for attach+add, swap and strength (see the module docstring)."""
     import vidlora
-    from vidlora.lora.formats import read_lora
+    from vidlora.lora import read_lora
 
     layers = QUICK_LAYERS if ctx.quick else None
     repeats, warmup = (5, 1) if ctx.quick else (7, 1)

@@ -47,7 +47,7 @@ __all__ = [
 _LAZY = {
     "attach": "vidlora.runtime.adapters",
     "Adapters": "vidlora.runtime.adapters",
-    "read_lora": "vidlora.lora.formats",
+    "read_lora": "vidlora.lora",
     "LoRAFile": "vidlora.lora.lora_file",
     "write_mp4": "vidlora.app.video",
     "load_fp8_scaled_wan": "vidlora.app.fp8_checkpoints",
@@ -71,7 +71,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from vidlora.runtime.adapters import Adapters, attach
-    from vidlora.lora.formats import read_lora
+    from vidlora.lora import read_lora
     from vidlora.app.fp8_checkpoints import load_fp8_scaled_wan
     from vidlora.kernels.backend import get_backend, use_backend
     from vidlora.lora.lora_file import LoRAFile

@@ -8,8 +8,8 @@ import torch
 
 from helpers.format_cases import tiny, wan_truth_spec
 from helpers.writers import Truth, random_truth, write_lora
-from vidlora.model.families import inventory
-from vidlora.lora.formats import read_lora
+from vidlora.model import inventory
+from vidlora.lora import read_lora
 from vidlora.app.inspect_report import build_report, model_inventory, render_report
 
 _META = {

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import vidlora
-from vidlora.model.families import inventory
+from vidlora.model import inventory
 from vidlora.kernels.lora_gemm import INTERPRETED
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 

@@ -10,8 +10,8 @@ from helpers.format_cases import tiny
 from helpers.writers import LoHaTruth, LoKrTruth, Truth, random_truth, write_lora
 from helpers.merged import assert_same_params, merged
 from vidlora.errors import LoRAFormatError
-from vidlora.lora.formats import match_lora, read_lora
-from vidlora.model.families import inventory
+from vidlora.lora import match_lora, read_lora
+from vidlora.model import inventory
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from helpers.format_cases import tiny
 from helpers.writers import random_truth, write_lora, write_raw
 from vidlora.errors import LoRAFormatError, LoRAMismatchError, UnsafeFileError, VidloraError
-from vidlora.model.families import inventory
-from vidlora.lora.formats import match_lora, read_lora
+from vidlora.model import inventory
+from vidlora.lora import match_lora, read_lora
 
 
 def _valid_file(tmp_path, name="ok.safetensors") -> str:
@@ -309,7 +309,7 @@ def test_fuzz_tensors(tmp_path, entries):
 
 def test_wrong_family_named_both_sides(tmp_path):
     """A tiny-width file on a real 14B model: both sides named."""
-    from vidlora.model.families import meta_transformer
+    from vidlora.model import meta_transformer
 
     lora = read_lora(_valid_file(tmp_path))
     with pytest.raises(LoRAMismatchError, match=r"LoRA targets Wan \(in_features 24\); the model is Wan 14B \(5120\)"):

@@ -9,8 +9,8 @@ import torch
 from helpers.format_cases import tiny
 from helpers.writers import Truth, random_truth, write_lora
 from vidlora.errors import LoRAMismatchError
-from vidlora.model.families import inventory
-from vidlora.lora.formats import match_lora, read_lora
+from vidlora.model import inventory
+from vidlora.lora import match_lora, read_lora
 
 
 def _file(tmp_path, kind="wan-t2v", scheme="W2", extra=None, name="x.safetensors", **kw):

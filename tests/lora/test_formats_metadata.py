@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helpers.writers import write_raw
-from vidlora.lora.formats import read_lora
-from vidlora.lora.formats.metadata import training_summary, trigger_words
+from vidlora.lora import read_lora
+from vidlora.lora.metadata import training_summary, trigger_words
 
 
 def _wan14b(tmp_path, name="x.safetensors", metadata=None, extra=None):
@@ -96,8 +96,6 @@ def test_width_implies_version(tmp_path):
 
 
 def test_module_counts(tmp_path):
-    from vidlora.lora.formats import module_counts
-
     extra = {
         "diffusion_model.blocks.0.cross_attn.k_img.lora_down.weight": torch.randn(1, 5120),
         "diffusion_model.blocks.0.cross_attn.k_img.lora_up.weight": torch.randn(5120, 1),
@@ -106,5 +104,5 @@ def test_module_counts(tmp_path):
         "diffusion_model.head.head.lora_down.weight": torch.randn(1, 5120),
         "diffusion_model.head.head.lora_up.weight": torch.randn(64, 1),
     }
-    counts = module_counts(_wan14b(tmp_path, extra=extra))
+    counts = _wan14b(tmp_path, extra=extra).module_counts
     assert counts == {"self-attn": 1, "cross-attn": 0, "image cross-attn": 1, "ffn": 1, "other": 1}

@@ -11,8 +11,8 @@ from helpers.format_cases import hunyuan_truth_spec, load_with_diffusers, round_
 from helpers.writers import Truth, random_truth, write_lora
 from helpers.merged import assert_same_params, merged
 from helpers.models import run
-from vidlora.lora.formats import match_lora, read_lora
-from vidlora.model.families import inventory
+from vidlora.lora import match_lora, read_lora
+from vidlora.model import inventory
 from vidlora.app.tiny import tiny_transformer_inputs
 
 WAN_ALPHA = {"W1": None, "W2": 2.0, "W3": 1.0, "W3b": 4.0, "W4": 8.0, "W4b": 3.0, "W5": 2.0, "W7": 2.0}

@@ -12,19 +12,9 @@ import torch
 from helpers.format_cases import tiny
 from helpers.writers import random_truth, write_lora
 from vidlora.errors import LoRAMismatchError, SourceError
-from vidlora.model.families import (
-    HUB_MODEL_IDS,
-    REAL_CONFIGS,
-    block_index,
-    block_linear_paths,
-    describe,
-    family_label,
-    inventory,
-    meta_transformer,
-    module_kind,
-    transformer_config_from,
-)
-from vidlora.lora.formats import match_lora, read_lora
+from vidlora.model import HUB_MODEL_IDS, REAL_CONFIGS, block_index, block_linear_paths, describe, family_label, inventory, meta_transformer, module_kind
+from vidlora.app.model_configs import transformer_config_from
+from vidlora.lora import match_lora, read_lora
 
 # name -> (family, width, task, version, n_double, n_blocks, (ffn in -> out))
 REAL = {

@@ -8,7 +8,7 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError, VidloraError
-from vidlora.model.families import inventory
+from vidlora.model import inventory
 from vidlora.runtime.unit import FusedAway, LoRALinear
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 

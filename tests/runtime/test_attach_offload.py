@@ -8,7 +8,7 @@ import torch
 
 import vidlora
 from vidlora.errors import VidloraError
-from vidlora.model.families import inventory
+from vidlora.model import inventory
 from vidlora.runtime.unit import LoRALinear
 from vidlora.app.tiny import tiny_transformer, tiny_transformer_inputs
 

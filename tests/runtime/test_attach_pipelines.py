@@ -9,7 +9,7 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError, VidloraError
-from vidlora.model.families import inventory
+from vidlora.model import inventory
 from vidlora.runtime.unit import LoRALinear
 from vidlora.lora.lora_file import LoRAFile, Variant
 from vidlora.app.tiny import build_tiny_pipeline

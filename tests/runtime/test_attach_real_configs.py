@@ -8,7 +8,7 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError
-from vidlora.model.families import REAL_CONFIGS, meta_transformer
+from vidlora.model import REAL_CONFIGS, meta_transformer
 from vidlora.runtime.unit import FusedAway, LoRALinear
 from vidlora.lora.lora_file import LoRAFile, LowRank
 

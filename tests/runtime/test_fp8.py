@@ -8,7 +8,7 @@ import torch
 
 import vidlora
 from vidlora.errors import LoRAMismatchError, VidloraError
-from vidlora.model.families import inventory
+from vidlora.model import inventory
 from vidlora.kernels.fp8_format import dequantize_weight, quantize_weight
 from vidlora.kernels import lora_delta_reference
 from vidlora.kernels.fp8_reference import lora_linear_fp8_reference

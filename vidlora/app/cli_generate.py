@@ -93,7 +93,7 @@ def _warn_strengths(console, reqs: list[LoraRequest]) -> None:
 
 
 def _resolve_loras(console, reqs: list[LoraRequest], progress: bool) -> None:
-    from vidlora.lora.formats import read_lora
+    from vidlora.lora import read_lora
     from vidlora.lora.sources import resolve_source
 
     used: dict[str, int] = {}
@@ -110,8 +110,8 @@ def _resolve_loras(console, reqs: list[LoraRequest], progress: bool) -> None:
 def _check_loras_fit(reqs: list[LoraRequest], info) -> None:
     """Validate every LoRA against the model's config on the meta device: a wrong family
     is reported before gigabytes of weights are loaded."""
-    from vidlora.model.families import inventory, meta_transformer
-    from vidlora.lora.formats import match_lora
+    from vidlora.model import inventory, meta_transformer
+    from vidlora.lora import match_lora
 
     configs = getattr(info, "configs", {}) or {}
     cfg = configs.get("transformer")

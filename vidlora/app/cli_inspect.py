@@ -25,7 +25,7 @@ def _inventory(model: str, lora):
 
 
 def run_inspect(args) -> int:
-    from vidlora.lora.formats import read_lora
+    from vidlora.lora import read_lora
     from .inspect_report import build_report, render_report
     from vidlora.lora.sources import resolve_source
 

@@ -28,7 +28,7 @@ _STYLE_SCHEDULE = "1.0,0.6,0.3,0.0"  # strong early (layout), fading out over th
 
 def _original(inner: str) -> str:
     """diffusers name inside a Wan block -> the original Wan name (for the files)."""
-    from vidlora.lora.formats.wan_names import BLOCK_INNER
+    from vidlora.model.wan import BLOCK_INNER
 
     reverse = {v: k for k, v in BLOCK_INNER.items()}
     return reverse[inner]

@@ -34,13 +34,13 @@ _HEAD_DIM = 128  # every released Wan model: 12 x 128 (1.3B), 24 x 128 (5B), 40 
 
 def _to_diffusers(key: str) -> str | None:
     """An original Wan state-dict key -> the diffusers parameter name (None: unknown)."""
-    from vidlora.lora.formats.wan_names import translate_original
+    from vidlora.model.wan import WAN_NAMES
 
-    target = translate_original(key)  # whole-key parameters: modulation, emb_pos
+    target = WAN_NAMES.translate_original(key)  # whole-key parameters: modulation, emb_pos
     if target is not None and target.is_param:
         return target.paths[0]
     module, _, pname = key.rpartition(".")
-    target = translate_original(module)
+    target = WAN_NAMES.translate_original(module)
     if target is None or target.is_param:
         return None
     return f"{target.paths[0]}.{pname}"
@@ -82,7 +82,7 @@ def load_fp8_scaled_wan(path: str | os.PathLike, *, compute_dtype: torch.dtype =
     from diffusers import WanTransformer3DModel
     from safetensors import safe_open
 
-    from vidlora.model.families import block_linear_paths, inventory
+    from vidlora.model import block_linear_paths, inventory
 
     path = Path(path)
     if path.suffix.lower() != ".safetensors" or not path.is_file():

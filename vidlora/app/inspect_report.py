@@ -17,17 +17,8 @@ from typing import Any
 
 from vidlora.common.text import index_ranges
 from vidlora.errors import VidloraError
-from vidlora.model.families import (
-    MODULE_KINDS,
-    Inventory,
-    block_linear_paths,
-    describe,
-    family_label,
-    inventory,
-    meta_transformer,
-    module_kind,
-    transformer_config_from,
-)
+from vidlora.model import MODULE_KINDS, Inventory, block_linear_paths, describe, family_label, inventory, meta_transformer, module_kind
+from vidlora.app.model_configs import transformer_config_from
 from vidlora.lora.lora_file import LoRAFile
 
 __all__ = ["build_report", "render_report", "model_inventory"]
@@ -59,7 +50,6 @@ def _family_evidence(lora: LoRAFile) -> str:
 
 def _content(lora: LoRAFile) -> dict[str, Any]:
     """What one LoRA (or one expert part) holds."""
-    from vidlora.lora.formats import module_counts
 
     delta_kinds = Counter(module_kind(lora.arch, p) for p in lora.deltas)
     blocks: dict[str, set[int]] = {}
@@ -82,7 +72,7 @@ def _content(lora: LoRAFile) -> dict[str, Any]:
         "rank": lora.rank,
         "alpha": lora.alpha,
         "effective_scale": _one_or_list([round(m.scale, 8) for m in lora.modules.values()]),
-        "modules": {"total": len(lora.modules), "by_kind": module_counts(lora)},
+        "modules": {"total": len(lora.modules), "by_kind": lora.module_counts},
         "deltas": {
             "total": len(lora.deltas),
             "by_kind": {k: delta_kinds.get(k, 0) for k in MODULE_KINDS},
@@ -94,7 +84,7 @@ def _content(lora: LoRAFile) -> dict[str, Any]:
 
 
 def _compatibility(lora: LoRAFile, inv: Inventory) -> dict[str, Any]:
-    from vidlora.lora.formats import match_lora
+    from vidlora.lora import match_lora
 
     out: dict[str, Any] = {"model": describe(inv), "task": inv.task, "version": inv.version}
     try:
@@ -144,7 +134,7 @@ def build_report(lora: LoRAFile, inv: Inventory | None = None) -> dict[str, Any]
 
 
 def _training(lora: LoRAFile) -> dict[str, str]:
-    from vidlora.lora.formats.metadata import training_summary
+    from vidlora.lora.metadata import training_summary
 
     return training_summary(lora.metadata)
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vidlora.model import module_counts
+
 __all__ = ["LowRank", "Variant", "LoRAFile"]
 
 
@@ -147,9 +149,8 @@ class LoRAFile:
     @property
     def module_counts(self) -> dict[str, int]:
         """Low-rank modules per kind: self-attn, cross-attn, image cross-attn, ffn, other."""
-        from .formats import module_counts
-
-        return module_counts(self)
+        parts = list(self.experts.values()) if self.experts else [self]
+        return module_counts(self.arch, [path for part in parts for path in part.modules])
 
     def _all_modules(self) -> list[LowRank]:
         if self.experts:

@@ -50,7 +50,7 @@ from torch import nn
 
 from vidlora.common.text import index_ranges
 from vidlora.errors import LoRAMismatchError, VidloraError
-from vidlora.model.families import block_index, describe
+from vidlora.model import block_index, describe
 from .fp8 import normalize_fp8_mode
 from .unit import LoRALinear
 from vidlora.lora.lora_file import LoRAFile
@@ -230,7 +230,7 @@ class Adapters:
     ) -> str:
         """Validate a LoRA against the model, then install it; returns its name."""
         self._check_alive()
-        from vidlora.lora.formats import read_lora
+        from vidlora.lora import read_lora
 
         lora = source if isinstance(source, LoRAFile) else read_lora(source)
         name = name if name is not None else lora.name
@@ -297,7 +297,7 @@ class Adapters:
 
     def _plan(self, adapter: _Adapter, placements, strict: bool):
         """Validate everything and resolve every target before touching the model."""
-        from vidlora.lora.formats import match_lora
+        from vidlora.lora import match_lora
 
         plan = []
         for key, part in placements:

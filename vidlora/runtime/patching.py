@@ -18,19 +18,13 @@ import torch
 from torch import nn
 
 from vidlora.errors import VidloraError
-from vidlora.model.families import Inventory, block_linear_paths, inventory
+from vidlora.model import FAMILIES, Inventory, block_linear_paths, inventory, spec_for_class
 from vidlora.kernels.fp8_format import FP8_DTYPE
 from .unit import FusedAway, LoRALinear, Part
 from .offload import refuse_offload_hooks
 
 __all__ = ["PatchedModel", "find_transformers", "patch_model", "unpatch_model", "patch_linear"]
 
-_TRANSFORMER_CLASSES = ("WanTransformer3DModel", "HunyuanVideoTransformer3DModel")
-
-# Wan attention: (fused attribute, sibling attributes) per attention kind. The processor
-# reads exactly these names when ``attn.fused_projections`` is set.
-_WAN_SELF_GROUP = ("to_qkv", ("to_q", "to_k", "to_v"))
-_WAN_CROSS_GROUPS = (("to_kv", ("to_k", "to_v")), ("to_added_kv", ("add_k_proj", "add_v_proj")))
 
 
 @dataclass
@@ -50,27 +44,32 @@ class PatchedModel:
         return self.part_unit.get(linear_path)
 
 
-def _class_names(obj) -> set[str]:
-    return {c.__name__ for c in type(obj).__mro__}
+def _is_transformer(obj) -> bool:
+    return any(spec_for_class(c.__name__) is not None for c in type(obj).__mro__)
+
+
+def _supported() -> str:
+    return " and ".join(c for spec in FAMILIES for c in spec.classes)
 
 
 def find_transformers(obj) -> tuple[object | None, dict[str, nn.Module]]:
     """(pipeline or None, {"transformer": model[, "transformer_2": model]})."""
-    if _class_names(obj) & set(_TRANSFORMER_CLASSES):
+    if _is_transformer(obj):
         return None, {"transformer": obj}
     found = {}
     for key in ("transformer", "transformer_2"):
         model = getattr(obj, key, None)
         if model is not None:
-            if not (_class_names(model) & set(_TRANSFORMER_CLASSES)):
+            if not _is_transformer(model):
                 raise VidloraError(
-                    f"{type(obj).__name__}.{key} is a {type(model).__name__}; vidlora patches "
-                    f"{' and '.join(_TRANSFORMER_CLASSES)} (Wan 2.1/2.2, HunyuanVideo)"
+                    f"{type(obj).__name__}.{key} is a {type(model).__name__}; vidlora patches {_supported()} "
+                    f"({', '.join(spec.label for spec in FAMILIES)})"
                 )
             found[key] = model
     if not found:
         raise VidloraError(
-            f"attach() expects a diffusers Wan or HunyuanVideo pipeline or transformer; got {type(obj).__name__}"
+            f"attach() expects a diffusers {' or '.join(spec.label for spec in FAMILIES)} pipeline or transformer; "
+            f"got {type(obj).__name__}"
         )
     return obj, found
 
@@ -124,32 +123,29 @@ def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, attr, module)
 
 
-def _wan_fusable(attn: nn.Module) -> bool:
-    """Only diffusers' WanAttention with a processor that honours ``fused_projections``."""
-    return (
-        "WanAttention" in _class_names(attn)
-        and hasattr(attn, "fuse_projections")
-        and type(getattr(attn, "processor", None)).__name__ in ("WanAttnProcessor", "WanAttnProcessor2_0")
-    )
-
-
 def _fusion_groups(model: nn.Module, inv: Inventory, targets: set[str]) -> list[tuple[str, str, list[str]]]:
-    """[(attention path, fused attribute, [sibling Linear paths])] for Wan models."""
-    if inv.arch != "wan":
-        return []
+    """[(attention path, fused attribute, [sibling Linear paths])]: the spec's fusions on
+    attention modules whose processor honours ``fused_projections`` (others would keep
+    calling the separate projections, which a fused unit has released)."""
+    spec = inv.spec
     groups = []
     for name, attn in model.named_modules():
-        if not _wan_fusable(attn):
+        fusions = spec.fusions_for(name)
+        if not fusions or not hasattr(attn, "fuse_projections"):
             continue
-        specs = _WAN_CROSS_GROUPS if getattr(attn, "is_cross_attention", False) else (_WAN_SELF_GROUP,)
-        for fused_attr, siblings in specs:
-            paths = [f"{name}.{s}" for s in siblings]
-            mods = [getattr(attn, s, None) for s in siblings]
+        if type(getattr(attn, "processor", None)).__name__ not in spec.fused_processors:
+            continue
+        cross = bool(getattr(attn, "is_cross_attention", False))
+        for fusion in fusions:
+            if fusion.cross != cross:
+                continue
+            paths = [f"{name}.{s}" for s in fusion.parts]
+            mods = [getattr(attn, s, None) for s in fusion.parts]
             if not all(p in targets for p in paths) or not all(type(m) is nn.Linear for m in mods):
                 continue
             if len({(m.in_features, m.weight.dtype, m.weight.device, m.bias is not None) for m in mods}) != 1:
                 continue
-            groups.append((name, fused_attr, paths))
+            groups.append((name, fusion.fused, paths))
     return groups
 
 

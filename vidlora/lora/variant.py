@@ -12,49 +12,30 @@ from __future__ import annotations
 import os
 import re
 
-import torch
 
-from vidlora.lora.lora_file import Variant
-from .reader_base import ReadResult, Signal
+from vidlora.model import FamilySpec, Signal, spec_for_arch
+
+from .lora_file import Variant
+from .readers import ReadResult
 
 __all__ = ["detect_variant"]
 
-_WAN_IMAGE = re.compile(r"^(blocks\.\d+\.attn2\.(add_k_proj|add_v_proj|norm_added_k)|condition_embedder\.image_embedder)")
 # musubi's expert boundaries (timestep x 1000): T2V 875, I2V 900.
 _BOUNDARY_TASK = {875: "t2v", 900: "i2v"}
 
 
-def _structure(result: ReadResult) -> list[Signal]:
-    signals: list[Signal] = list(result.signals)
+def _structure(result: ReadResult, spec: FamilySpec) -> list[Signal]:
     names = list(result.modules) + list(result.deltas)
-    if result.arch == "wan":
-        image = [n for n in names if _WAN_IMAGE.match(n)]
-        if image:
-            signals.append(("task", "i2v", f"{len(image)} image cross-attention entries (e.g. {image[0]}): Wan 2.1 I2V/FLF2V branch"))
-        patch = result.deltas.get("patch_embedding.weight")
-        if isinstance(patch, torch.Tensor) and patch.ndim == 5:
-            ch = int(patch.shape[1])
-            if ch == 36:
-                signals.append(("task", "i2v", "patch_embedding has 36 input channels (16 noise + 16 image + 4 mask)"))
-            elif ch == 48:
-                signals.append(("version", "2.2", "patch_embedding has 48 input channels (Wan 2.2 TI2V-5B)"))
-            elif ch == 16:
-                signals.append(("task", "t2v", "patch_embedding has 16 input channels (text-to-video)"))
-        if result.width == 1536:
-            signals.append(("version", "2.1", "hidden width 1536: only Wan 2.1 has a 1.3B model"))
-        elif result.width == 3072:
-            signals.append(("version", "2.2", "hidden width 3072: Wan 2.2 TI2V-5B"))
-    else:
-        patch = result.deltas.get("x_embedder.proj.weight")
-        if isinstance(patch, torch.Tensor) and patch.ndim == 5 and int(patch.shape[1]) == 33:
-            signals.append(("task", "i2v", "x_embedder has 33 input channels (HunyuanVideo-I2V latent concat)"))
-    return signals
+    return list(result.signals) + spec.lora_signals(names, result.deltas, result.width)
 
 
-def _from_model_name(text: str, source: str, arch: str, version: bool = True) -> list[Signal]:
+def _from_model_name(text: str, source: str, spec: FamilySpec, version: bool = True) -> list[Signal]:
+    # Version numbers and high/low-noise experts in model names exist only for the
+    # families with experts (Wan 2.1 vs 2.2 A14B).
+    versioned = bool(spec.expert_families)
     s = text.lower()
     out: list[Signal] = []
-    if arch == "wan" and version:
+    if versioned and version:
         if re.search(r"wan[\W_]*2[\W_]*2", s):
             out.append(("version", "2.2", f"{source} = {text!r}"))
         elif re.search(r"wan[\W_]*2[\W_]*1", s):
@@ -65,25 +46,25 @@ def _from_model_name(text: str, source: str, arch: str, version: bool = True) ->
         out.append(("task", "i2v", f"{source} = {text!r}"))
     elif re.search(r"(^|[\W_])t2v", s):
         out.append(("task", "t2v", f"{source} = {text!r}"))
-    if arch == "wan":
+    if versioned:
         for expert in ("high", "low"):
             if re.search(rf"{expert}[\W_]*noise", s):
                 out.append(("expert", expert, f"{source} = {text!r}"))
     return out
 
 
-def _metadata(metadata: dict[str, str], arch: str) -> list[Signal]:
+def _metadata(metadata: dict[str, str], spec: FamilySpec) -> list[Signal]:
     out: list[Signal] = []
     for key in ("ss_base_model_version", "ss_sd_model_name"):
         if metadata.get(key):
-            out += _from_model_name(metadata[key], key, arch)
+            out += _from_model_name(metadata[key], key, spec)
     if metadata.get("modelspec.architecture"):
         # musubi writes wan2.1/lora for Wan 2.2 too: only a 2.2 here is a version signal.
-        arch_sig = _from_model_name(metadata["modelspec.architecture"], "modelspec.architecture", arch)
+        arch_sig = _from_model_name(metadata["modelspec.architecture"], "modelspec.architecture", spec)
         out += [s for s in arch_sig if s[0] != "version" or s[1] == "2.2"]
     rng = metadata.get("modelspec.timestep_range", "")
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*", rng)
-    if arch == "wan" and m:
+    if spec.expert_families and m:
         lo, hi = float(m.group(1)), float(m.group(2))
         why = f"modelspec.timestep_range = {rng!r}"
         if hi >= 999 and int(lo) in _BOUNDARY_TASK:
@@ -93,8 +74,8 @@ def _metadata(metadata: dict[str, str], arch: str) -> list[Signal]:
     return out
 
 
-def _file_name(path: str, family: str) -> list[Signal]:
-    if family != "wan-14b":  # only Wan 2.2 A14B has experts
+def _file_name(path: str, family: str, spec: FamilySpec) -> list[Signal]:
+    if family not in spec.expert_families:  # only Wan 2.2 A14B has experts
         return []
     stem = os.path.basename(path)
     out: list[Signal] = []
@@ -106,7 +87,8 @@ def _file_name(path: str, family: str) -> list[Signal]:
 
 def detect_variant(result: ReadResult, metadata: dict[str, str], path: str, family: str) -> Variant:
     variant = Variant()
-    signals = _structure(result) + _metadata(metadata, result.arch) + _file_name(path, family)
+    spec = spec_for_arch(result.arch)
+    signals = _structure(result, spec) + _metadata(metadata, spec) + _file_name(path, family, spec)
     for fld, value, why in signals:
         current = getattr(variant, fld)
         if current is None:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import torch
 
 from vidlora.errors import LoRAMismatchError
-from vidlora.model.families import Inventory, describe, family_label
-from vidlora.lora.lora_file import LoRAFile, LowRank
+from vidlora.model import Inventory, describe, family_label
+
+from .lora_file import LoRAFile, LowRank
 
 __all__ = ["MatchReport", "match_lora"]
 
-_WAN_IMAGE = re.compile(r"^(blocks\.\d+\.attn2\.(add_k_proj|add_v_proj|norm_added_k)|condition_embedder\.image_embedder)(\.|$)")
 _SHOWN = 5
 
 
@@ -46,7 +46,8 @@ def _listing(items: list[str]) -> str:
 
 
 def _has_image_branch(inv: Inventory) -> bool:
-    return any(_WAN_IMAGE.match(name) for name in inv.linears)
+    spec = inv.spec
+    return any(spec.is_image_branch(name) for name in inv.linears)
 
 
 def _variant_warnings(lora: LoRAFile, inv: Inventory) -> list[str]:
@@ -72,12 +73,13 @@ def match_lora(lora: LoRAFile, inv: Inventory, strict: bool = True) -> MatchRepo
             f"the model is {family_label(inv.family)} ({inv.width})"
         )
     report = MatchReport(skipped=list(lora.ignored))
-    harmless_image = inv.arch == "wan" and not _has_image_branch(inv)
+    spec = inv.spec
+    harmless_image = bool(spec.top_image or any(g.image for g in spec.groups)) and not _has_image_branch(inv)
     unmatched: list[str] = []
     bad_shapes: list[str] = []
 
     def unknown(name: str, source: str) -> None:
-        if harmless_image and _WAN_IMAGE.match(name):
+        if harmless_image and spec.is_image_branch(name):
             report.skipped.append((name, "image cross-attention entry; this model has no image branch (harmless)"))
         else:
             unmatched.append(name if not source or source == name else f"{name} (from {source})")

@@ -1,4 +1,5 @@
-"""What every scheme reader shares: the Reader record, its result, key parsing."""
+"""What every scheme reader shares: the Reader record, its result, key parsing, and the
+choice of the family whose name table reads the most of a file's module names."""
 
 from __future__ import annotations
 
@@ -8,17 +9,15 @@ from typing import Callable
 import torch
 
 from vidlora.errors import LoRAFormatError
-from vidlora.lora.lora_file import LowRank
-from .assemble import Assembled, assemble, group_keys, refuse_unsupported
-from .alpha_rules import PeftConfig
-from .key_parts import is_text_encoder_key, split_role
-from .safe_read import RawFile
-from .targets import Target
+from vidlora.model import FAMILIES, FamilySpec, Signal, Target
 
-__all__ = ["Reader", "ReadResult", "parse_keys", "build", "fail_keys", "Signal"]
+from ..alpha_rules import PeftConfig
+from ..assemble import Assembled, assemble, group_keys, refuse_unsupported
+from ..keys import is_text_encoder_key, split_role
+from ..lora_file import LowRank
+from ..safetensors_file import RawFile
 
-# A structural variant signal a reader saw: (field, value, evidence in words).
-Signal = tuple[str, str, str]
+__all__ = ["Reader", "ReadResult", "parse_keys", "build", "fail_keys", "best_family"]
 
 
 @dataclass
@@ -84,10 +83,17 @@ def parse_keys(
     return parsed, ignored
 
 
+def best_family(modules: list[str], score: Callable[[FamilySpec, str], bool]) -> FamilySpec:
+    """The family for which ``score`` holds for the most module names (the first registered
+    one on a tie, also when none scores: its reader then reports the unknown names)."""
+    counts = [(sum(1 for m in modules if score(spec, m)), -i, spec) for i, spec in enumerate(FAMILIES)]
+    return max(counts, key=lambda c: c[:2])[2]
+
+
 def build(
     raw: RawFile,
     scheme: str,
-    arch: str,
+    spec: FamilySpec,
     parsed: list[tuple[str, str, str]],
     translate: Callable[[str], Target | None],
     ignored: list[tuple[str, str]] | None = None,
@@ -96,10 +102,10 @@ def build(
     """Refuse what cannot be applied exactly, then group, assemble and wrap."""
     refuse_unsupported(raw.path, parsed)
     groups = group_keys(raw.path, parsed)
-    done: Assembled = assemble(raw, groups, translate, arch, peft)
+    done: Assembled = assemble(raw, groups, translate, spec, peft)
     return ReadResult(
         scheme=scheme,
-        arch=arch,
+        arch=spec.name,
         modules=done.modules,
         deltas=done.deltas,
         ignored=list(ignored or []) + done.ignored,

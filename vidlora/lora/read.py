@@ -1,12 +1,11 @@
-"""LoRA files -> the canonical :class:`~vidlora.lora_file.LoRAFile`, and validation
-against a model.
+"""A LoRA reference -> the canonical :class:`~vidlora.lora.lora_file.LoRAFile`.
 
     lora = read_lora("motion.safetensors")        # any scheme W1-W7, H1-H6
-    report = match_lora(lora, inventory(model))   # raises LoRAMismatchError naming both sides
 
-Reading goes: safe file read (safetensors only, header checked first; pickles refused)
+Reading goes: the source (a local path as is; Hub ids, URLs, civitai: through
+sources.py) -> safe file read (safetensors only, header checked first; pickles refused)
 -> tensor checks (floats, finite) -> the one reader whose key signature the file holds
-(detect.py) -> name translation, scales, exact splits and dense materializations
+(readers/) -> name translation, scales, exact splits and dense materializations
 (assemble.py) -> family, variant with evidence, trigger words.
 """
 
@@ -18,25 +17,16 @@ from collections import Counter
 import torch
 
 from vidlora.errors import LoRAFormatError, VidloraError
-from vidlora.model.families import MODULE_KINDS, family_for_width, module_kind
-from vidlora.lora.lora_file import LoRAFile
-from .detect import pick_reader
-from .key_parts import FLOAT_ROLES, is_text_encoder_key, split_role
+from vidlora.model import spec_for_arch
+
+from .keys import FLOAT_ROLES, is_text_encoder_key, split_role
+from .lora_file import LoRAFile
 from .metadata import trigger_words
-from .reader_base import ReadResult
-from .safe_read import RawFile, read_safetensors
-from .validate import MatchReport, match_lora
+from .readers import ReadResult, pick_reader
+from .safetensors_file import RawFile, read_safetensors
 from .variant import detect_variant
 
-__all__ = ["read_lora", "match_lora", "MatchReport", "module_counts"]
-
-
-def module_counts(lora: LoRAFile) -> dict[str, int]:
-    """Low-rank modules per kind (self-attn, cross-attn, image cross-attn, ffn, other);
-    a file with both Wan 2.2 experts counts both parts."""
-    parts = list(lora.experts.values()) if lora.experts else [lora]
-    counts = Counter(module_kind(part.arch, path) for part in parts for path in part.modules)
-    return {kind: counts.get(kind, 0) for kind in MODULE_KINDS}
+__all__ = ["read_lora"]
 
 
 def _resolve_source(source: str | os.PathLike) -> tuple[str, tuple[str, ...]]:
@@ -50,7 +40,7 @@ def _resolve_source(source: str | os.PathLike) -> tuple[str, tuple[str, ...]]:
     # gives its own precise error ("no such file", a directory, a pickle)
     if os.path.exists(local) or os.path.isabs(local) or text.startswith((".", "~")):
         return local, ()
-    from vidlora.lora.sources import resolve_source
+    from .sources import resolve_source
 
     resolved = resolve_source(text)
     return str(resolved.path), tuple(resolved.trigger_words)
@@ -85,7 +75,7 @@ def _dominant_dtype(raw: RawFile) -> torch.dtype | None:
 
 
 def _to_lora_file(raw: RawFile, result: ReadResult, words: list[str], dtype) -> LoRAFile:
-    family = family_for_width(result.arch, result.width) if result.width else f"{result.arch} (width unknown)"
+    family = spec_for_arch(result.arch).family_for_width(result.width) if result.width else f"{result.arch} (width unknown)"
     variant = detect_variant(result, raw.metadata, raw.path, family)
     experts = None
     if result.experts:

@@ -15,19 +15,19 @@ name, and splits fused originals into diffusers pieces:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from vidlora.errors import LoRAFormatError
-from vidlora.lora.lora_file import LowRank
-from .alpha_rules import PeftConfig, scale_for
-from .safe_read import RawFile
-from .targets import Target
+from vidlora.model import FamilySpec, Target
 
-__all__ = ["Assembled", "group_keys", "refuse_unsupported", "assemble", "WIDTH_RULES"]
+from .alpha_rules import PeftConfig, scale_for
+from .lora_file import LowRank
+from .safetensors_file import RawFile
+
+__all__ = ["Assembled", "group_keys", "refuse_unsupported", "assemble"]
 
 
 @dataclass
@@ -86,31 +86,6 @@ def refuse_unsupported(path: str, parsed: list[tuple[str, str, str]]) -> None:
         reason, keys = next(iter(found.items()))
         more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
         raise LoRAFormatError(f"{path}: {reason} (key {keys[0]!r}{more})")
-
-
-# (regex on a diffusers path, which dim equals the hidden width): "in" reads the hidden
-# state, "out" writes it. Block Linears first; the rest only when no block Linear exists.
-WIDTH_RULES: dict[str, tuple[tuple[re.Pattern, str], ...]] = {
-    "wan": (
-        (re.compile(r"^blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0|add_k_proj|add_v_proj)$"), "in"),
-        (re.compile(r"^blocks\.\d+\.ffn\.net\.0\.proj$"), "in"),
-        (re.compile(r"^blocks\.\d+\.ffn\.net\.2$"), "out"),
-        (re.compile(r"^(proj_out|condition_embedder\.time_proj|condition_embedder\.text_embedder\.linear_2)$"), "in"),
-        (re.compile(r"^condition_embedder\.text_embedder\.linear_1$"), "out"),
-    ),
-    "hunyuan-video": (
-        (re.compile(r"^transformer_blocks\.\d+\.(attn\.(to_q|add_q_proj|to_out\.0|to_add_out)|(ff|ff_context)\.net\.0\.proj|norm1(_context)?\.linear)$"), "in"),
-        (re.compile(r"^transformer_blocks\.\d+\.(ff|ff_context)\.net\.2$"), "out"),
-        (re.compile(r"^single_transformer_blocks\.\d+\.(attn\.to_q|norm\.linear)$"), "in"),
-        (re.compile(r"^single_transformer_blocks\.\d+\.proj_out$"), "out"),
-        (re.compile(r"^(proj_out|norm_out\.linear)$"), "in"),
-    ),
-}
-# Full-tensor deltas whose last dim is the width, for files without any Linear.
-_PARAM_WIDTH = {
-    "wan": re.compile(r"^(blocks\.\d+\.)?(scale_shift_table|norm2\.weight|norm2\.bias|attn1\.norm_[qk]\.weight)$"),
-    "hunyuan-video": re.compile(r"^(transformer_blocks|single_transformer_blocks)\.\d+\.(attn\.to_out\.0|proj_out)\.bias$"),
-}
 
 
 @dataclass
@@ -278,28 +253,34 @@ def _payload(path: str, module: str, target: Target, roles: dict[str, str], tens
     return p
 
 
-def _width(arch: str, payloads: list[_Payload]) -> tuple[int, str]:
-    rules = WIDTH_RULES[arch]
-    for i, (pattern, side) in enumerate(rules):
-        seen: dict[int, str] = {}
+def _width(spec: FamilySpec, payloads: list[_Payload]) -> tuple[int, str]:
+    """The hidden width the file targets, and the evidence for it.
+
+    The width is read off the Linears that read or write it (the spec's width rules):
+    block Linears first, top-level ones only when the file has no block Linear; two
+    different widths among them are an error. A file without such a Linear (full-tensor
+    patches only) falls back to a parameter whose last dimension is the width.
+    """
+    for tier in (0, 1):
+        seen: dict[int, tuple[str, str]] = {}  # width -> (side, first key showing it)
         for p in payloads:
             io = p.in_out()
-            if io is None or not pattern.match(p.target.paths[0]):
+            side = spec.width_side(p.target.paths[0]) if io is not None else None
+            if side is None or side[0] != tier:
                 continue
-            seen.setdefault(io[0] if side == "in" else io[1], p.keys[0])
+            seen.setdefault(io[0] if side[1] == "in" else io[1], (side[1], p.keys[0]))
         if len(seen) > 1:
-            detail = "; ".join(f"{w} from {k!r}" for w, k in list(seen.items())[:3])
+            detail = "; ".join(f"{w} from {key!r}" for w, (_, key) in list(seen.items())[:3])
             raise LoRAFormatError(f"inconsistent hidden sizes in one file: {detail}")
         if seen:
-            ((w, key),) = seen.items()
-            return w, f"{'in' if side == 'in' else 'out'}_features {w} of {key}"
-    pattern = _PARAM_WIDTH[arch]
+            ((w, (side, key)),) = seen.items()
+            return w, f"{side}_features {w} of {key}"
     for p in payloads:
         for t, suffix in ((p.diff, ".weight"), (p.diff_b, ".bias")):
             if t is None or t.ndim == 0:
                 continue
             name = p.target.paths[0] if p.target.is_param else p.target.paths[0] + suffix
-            if pattern.match(name):
+            if spec.is_width_param(name):
                 return int(t.shape[-1]), f"last dim {int(t.shape[-1])} of {p.keys[0]}"
     return 0, "no tensor fixes the hidden width"
 
@@ -337,7 +318,7 @@ def assemble(
     raw: RawFile,
     groups: dict[str, dict[str, str]],
     translate: Callable[[str], Target | None],
-    arch: str,
+    spec: FamilySpec,
     peft: PeftConfig | None = None,
 ) -> Assembled:
     """Build canonical modules / deltas from grouped keys. A module name ``translate``
@@ -354,7 +335,7 @@ def assemble(
         target = translate(module) or Target((module,))
         payloads.append(_payload(path, module, target, roles, tensors, peft))
     try:
-        out.width, out.width_evidence = _width(arch, payloads)
+        out.width, out.width_evidence = _width(spec, payloads)
     except LoRAFormatError as exc:
         raise LoRAFormatError(f"{path}: {exc}") from None
 

@@ -3,7 +3,7 @@
 ``diffusion_model.transformer_1.blocks.0.self_attn.q.lora_A.weight``: transformer_1 is
 the high-noise expert, transformer_2 the low-noise one (ai-toolkit wan22_14b_model.py;
 diffusers' Wan 2.2 pipeline likewise calls the high-noise model ``transformer``). Each
-part is an ordinary W1 file once its sub-prefix is removed; the result carries both in
+part is an ordinary original-names (W1) file once its sub-prefix is removed; the result carries both in
 ``experts`` and nothing at the top level.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 
 from vidlora.errors import LoRAFormatError
-from .key_parts import strip_prefix
-from .reader_base import Reader, ReadResult
-from .safe_read import RawFile
-from .wan_original import READER as _W1
+
+from ..keys import strip_prefix
+from ..safetensors_file import RawFile
+from .base import Reader, ReadResult
+from .original import READER as _ORIGINAL
 
 __all__ = ["READER", "EXPERT_OF_PART"]
 
@@ -51,7 +52,7 @@ def _read(raw: RawFile, keys: list[str]) -> ReadResult:
         # The W1 reader sees the part's keys without the sub-prefix, on the same tensors.
         view = RawFile(raw.path, {new: raw.tensors[old] for new, old in renamed.items()}, raw.metadata,
                        raw.size_bytes)
-        result = _W1.read(view, list(renamed))
+        result = _ORIGINAL.read(view, list(renamed))
         # Report the file's own key names, not the renamed view's.
         for low in result.modules.values():
             low.source_keys = tuple(renamed.get(k, k) for k in low.source_keys)
