@@ -26,16 +26,15 @@ from pathlib import Path
 import torch
 
 from vidlora.errors import LoRAFormatError
+from vidlora.model import block_linear_paths, inventory
+from vidlora.model.wan import HEAD_DIM, WAN_NAMES, config_from_original_shapes
 
-__all__ = ["load_fp8_scaled_wan", "wan_config_from_shapes"]
+__all__ = ["load_fp8_scaled_wan"]
 
-_HEAD_DIM = 128  # every released Wan model: 12 x 128 (1.3B), 24 x 128 (5B), 40 x 128 (14B)
 
 
 def _to_diffusers(key: str) -> str | None:
     """An original Wan state-dict key -> the diffusers parameter name (None: unknown)."""
-    from vidlora.model.wan import WAN_NAMES
-
     target = WAN_NAMES.translate_original(key)  # whole-key parameters: modulation, emb_pos
     if target is not None and target.is_param:
         return target.paths[0]
@@ -46,43 +45,11 @@ def _to_diffusers(key: str) -> str | None:
     return f"{target.paths[0]}.{pname}"
 
 
-def wan_config_from_shapes(shapes: dict[str, tuple[int, ...]], head_dim: int = _HEAD_DIM) -> dict:
-    """A WanTransformer3DModel config from original-name tensor shapes."""
-    try:
-        width = shapes["blocks.0.self_attn.q.weight"][0]
-        blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("blocks."))
-        patch = shapes["patch_embedding.weight"]
-        head_out = shapes["head.head.weight"][0]
-        cfg = dict(
-            patch_size=tuple(patch[2:]),
-            num_attention_heads=width // head_dim if width % head_dim == 0 else 1,
-            attention_head_dim=head_dim if width % head_dim == 0 else width,
-            in_channels=patch[1],
-            out_channels=head_out // (patch[2] * patch[3] * patch[4]),
-            text_dim=shapes["text_embedding.0.weight"][1],
-            freq_dim=shapes["time_embedding.0.weight"][1],
-            ffn_dim=shapes["blocks.0.ffn.0.weight"][0],
-            num_layers=blocks,
-            cross_attn_norm="blocks.0.norm3.weight" in shapes,
-            qk_norm="rms_norm_across_heads",
-            eps=1e-6,
-        )
-    except (KeyError, IndexError, ValueError) as e:
-        raise LoRAFormatError(f"not a Wan transformer checkpoint: missing or odd tensor {e}") from None
-    if "img_emb.proj.1.weight" in shapes:
-        cfg["image_dim"] = shapes["img_emb.proj.1.weight"][1]
-        cfg["added_kv_proj_dim"] = shapes["blocks.0.cross_attn.k_img.weight"][1]
-    if "img_emb.emb_pos" in shapes:
-        cfg["pos_embed_seq_len"] = shapes["img_emb.emb_pos"][1]
-    return cfg
-
-
-def load_fp8_scaled_wan(path: str | os.PathLike, *, compute_dtype: torch.dtype = torch.bfloat16, head_dim: int = _HEAD_DIM):
+def load_fp8_scaled_wan(path: str | os.PathLike, *, compute_dtype: torch.dtype = torch.bfloat16, head_dim: int = HEAD_DIM):
     """A WanTransformer3DModel with its block Linears in FP8 as stored (see module doc)."""
     from diffusers import WanTransformer3DModel
     from safetensors import safe_open
 
-    from vidlora.model import block_linear_paths, inventory
 
     path = Path(path)
     if path.suffix.lower() != ".safetensors" or not path.is_file():
@@ -97,7 +64,7 @@ def load_fp8_scaled_wan(path: str | os.PathLike, *, compute_dtype: torch.dtype =
         if not any(k.endswith(".scale_weight") for k in keys):
             raise LoRAFormatError(f"{path}: no '.scale_weight' tensors: not an fp8_scaled checkpoint")
         shapes = {k: tuple(f.get_slice(r).get_shape()) for k, r in zip(keys, raw_keys)}
-        config = wan_config_from_shapes(shapes, head_dim)
+        config = config_from_original_shapes(shapes, head_dim)
         with torch.device("meta"):
             model = WanTransformer3DModel(**config)
         keep_fp32 = set(getattr(model, "_keep_in_fp32_modules", None) or [])

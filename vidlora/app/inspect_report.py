@@ -11,19 +11,29 @@ rich tables, to text.
 from __future__ import annotations
 
 import io
-import re
 from collections import Counter
 from typing import Any
 
 from vidlora.common.text import index_ranges
 from vidlora.errors import VidloraError
-from vidlora.model import MODULE_KINDS, Inventory, block_linear_paths, describe, family_label, inventory, meta_transformer, module_kind
-from vidlora.app.model_configs import transformer_config_from
-from vidlora.lora.lora_file import LoRAFile
+from vidlora.lora import LoRAFile, match_lora
+from vidlora.lora.metadata import training_summary
+from vidlora.model import (
+    MODULE_KINDS,
+    Inventory,
+    block_linear_paths,
+    describe,
+    family_label,
+    inventory,
+    meta_transformer,
+    module_kind,
+    spec_for_arch,
+)
+
+from .model_configs import transformer_config_from
 
 __all__ = ["build_report", "render_report", "model_inventory"]
 
-_BLOCK = re.compile(r"^(blocks|transformer_blocks|single_transformer_blocks)\.(\d+)\.")
 _LISTED = 10  # skipped / ignored entries listed by name in the text table
 
 
@@ -39,9 +49,15 @@ def _one_or_list(values: list) -> Any:
     return values[0] if len(values) == 1 else values
 
 
+def _block_of(lora: LoRAFile, path: str) -> tuple[str, int] | None:
+    """(block group, index) of a path inside a block ``blocks=`` counts, else None."""
+    split = spec_for_arch(lora.arch).split_block(path)
+    return (split[0].path, split[1]) if split is not None and split[0].counted else None
+
+
 def _family_evidence(lora: LoRAFile) -> str:
     for path, low in lora.modules.items():
-        if _BLOCK.match(path) and low.in_features == lora.width:
+        if _block_of(lora, path) and low.in_features == lora.width:
             key = next((k for k in low.source_keys if not k.endswith(".alpha")), "")
             source = f" ({key})" if key else ""
             return f"in_features {lora.width} of {path}{source}"
@@ -54,9 +70,9 @@ def _content(lora: LoRAFile) -> dict[str, Any]:
     delta_kinds = Counter(module_kind(lora.arch, p) for p in lora.deltas)
     blocks: dict[str, set[int]] = {}
     for path in list(lora.modules) + list(lora.deltas):
-        m = _BLOCK.match(path)
-        if m:
-            blocks.setdefault(m.group(1), set()).add(int(m.group(2)))
+        where = _block_of(lora, path)
+        if where:
+            blocks.setdefault(where[0], set()).add(where[1])
     return {
         "scheme": lora.scheme,
         "family": lora.family,
@@ -84,8 +100,6 @@ def _content(lora: LoRAFile) -> dict[str, Any]:
 
 
 def _compatibility(lora: LoRAFile, inv: Inventory) -> dict[str, Any]:
-    from vidlora.lora import match_lora
-
     out: dict[str, Any] = {"model": describe(inv), "task": inv.task, "version": inv.version}
     try:
         report = match_lora(lora, inv, strict=False)
@@ -134,8 +148,6 @@ def build_report(lora: LoRAFile, inv: Inventory | None = None) -> dict[str, Any]
 
 
 def _training(lora: LoRAFile) -> dict[str, str]:
-    from vidlora.lora.metadata import training_summary
-
     return training_summary(lora.metadata)
 
 

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from vidlora.errors import LoRAFormatError
+
 from .names import BlockGroup, NameTable
 from .spec import FamilySpec, Fusion, GroupLayout, Signal
 
-__all__ = ["WAN", "WAN_NAMES", "BLOCK_INNER"]
+__all__ = ["WAN", "WAN_NAMES", "BLOCK_INNER", "HEAD_DIM", "config_from_original_shapes"]
+
+HEAD_DIM = 128  # every released Wan model: 12 x 128 (1.3B), 24 x 128 (5B), 40 x 128 (14B)
 
 # inside blocks.N: original name -> diffusers name (Linears and norms)
 BLOCK_INNER: dict[str, str] = {
@@ -225,3 +229,34 @@ WAN = FamilySpec(
     diffusers_hint=DIFFUSERS_HINT,
     scheme_label=_scheme_label,
 )
+
+
+def config_from_original_shapes(shapes: dict[str, tuple[int, ...]], head_dim: int = HEAD_DIM) -> dict:
+    """A WanTransformer3DModel config from the tensor shapes of an original-names checkpoint."""
+    try:
+        width = shapes["blocks.0.self_attn.q.weight"][0]
+        blocks = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("blocks."))
+        patch = shapes["patch_embedding.weight"]
+        head_out = shapes["head.head.weight"][0]
+        cfg = dict(
+            patch_size=tuple(patch[2:]),
+            num_attention_heads=width // head_dim if width % head_dim == 0 else 1,
+            attention_head_dim=head_dim if width % head_dim == 0 else width,
+            in_channels=patch[1],
+            out_channels=head_out // (patch[2] * patch[3] * patch[4]),
+            text_dim=shapes["text_embedding.0.weight"][1],
+            freq_dim=shapes["time_embedding.0.weight"][1],
+            ffn_dim=shapes["blocks.0.ffn.0.weight"][0],
+            num_layers=blocks,
+            cross_attn_norm="blocks.0.norm3.weight" in shapes,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+        )
+    except (KeyError, IndexError, ValueError) as e:
+        raise LoRAFormatError(f"not a Wan transformer checkpoint: missing or odd tensor {e}") from None
+    if "img_emb.proj.1.weight" in shapes:
+        cfg["image_dim"] = shapes["img_emb.proj.1.weight"][1]
+        cfg["added_kv_proj_dim"] = shapes["blocks.0.cross_attn.k_img.weight"][1]
+    if "img_emb.emb_pos" in shapes:
+        cfg["pos_embed_seq_len"] = shapes["img_emb.emb_pos"][1]
+    return cfg
