@@ -237,27 +237,27 @@ def test_stack_grows_in_buckets_and_fills_in_place():
     unit = model.blocks[0].ffn.net[2]
     assert isinstance(unit, LoRALinear)
     h.add(a)
-    assert unit.stored_rank == 16 and unit.used_rank == 4
+    assert unit.stack.stored_rank == 16 and unit.stack.used_rank == 4
     ptr = unit.lora_a.data_ptr()
     h.add(b)  # fits the padding: written in place
-    assert unit.stored_rank == 16 and unit.used_rank == 12 and unit.lora_a.data_ptr() == ptr
+    assert unit.stack.stored_rank == 16 and unit.stack.used_rank == 12 and unit.lora_a.data_ptr() == ptr
     h.add(c)
-    assert unit.stored_rank == 32 and unit.used_rank == 20
+    assert unit.stack.stored_rank == 32 and unit.stack.used_rank == 20
     ptr = unit.lora_a.data_ptr()
     h.remove("b")  # a swap: the freed rows are reused in place, nothing reallocated
-    assert unit.stored_rank == 32 and unit.used_rank == 12 and unit.lora_a.data_ptr() == ptr
-    assert [s.name for s in unit.slots] == ["a", "c"] and unit.slots[1].start == 4
+    assert unit.stack.stored_rank == 32 and unit.stack.used_rank == 12 and unit.lora_a.data_ptr() == ptr
+    assert [s.name for s in unit.stack.slots] == ["a", "c"] and unit.stack.slots[1].start == 4
     assert not unit.lora_a[12:].any() and not unit.lora_b[:, 12:].any()
     h.add(b)
-    assert unit.stored_rank == 32 and unit.lora_a.data_ptr() == ptr
+    assert unit.stack.stored_rank == 32 and unit.lora_a.data_ptr() == ptr
     h.add(d)
-    assert unit.stored_rank == 48
+    assert unit.stack.stored_rank == 48
     h.remove("d")
     h.remove("c")  # 12 of 48 rows in use: less than half, so the memory is given back
-    assert unit.stored_rank == 16 and unit.used_rank == 12
+    assert unit.stack.stored_rank == 16 and unit.stack.used_rank == 12
     h.remove("a")
     h.remove("b")
-    assert unit.stored_rank == 0 and unit.lora_a.numel() == 0
+    assert unit.stack.stored_rank == 0 and unit.lora_a.numel() == 0
 
 
 def test_attach_refuses_peft_and_foreign_fusion():

@@ -35,7 +35,7 @@ def _lora_for(model, seed, name, expert=None):
 
 
 def _slots(model, name):
-    return sum(1 for m in model.modules() if isinstance(m, LoRALinear) and m.slot(name) is not None)
+    return sum(1 for m in model.modules() if isinstance(m, LoRALinear) and m.stack.slot(name) is not None)
 
 
 def test_wan22_experts_routing(pipe22):

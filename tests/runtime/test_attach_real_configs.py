@@ -74,7 +74,7 @@ def test_rank1_lora_at_real_width_lands_on_meta_units():
     qkv = model.blocks[5].attn1.to_qkv
     assert qkv.lora_a.device.type == "meta"
     assert tuple(qkv.lora_a.shape) == (16, 5120) and tuple(qkv.lora_b.shape) == (3 * 5120, 16)
-    assert qkv.used_rank == 1
+    assert qkv.stack.used_rank == 1
     up = model.blocks[0].ffn.net[0].proj
     assert tuple(up.lora_b.shape) == (13824, 16)
 

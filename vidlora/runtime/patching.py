@@ -6,13 +6,12 @@ Fusion goes through the model's own fused path: diffusers' ``WanAttention`` call
 ``fused_projections`` flag is set. Unlike ``fuse_projections()``, which keeps the separate
 Linears beside the concatenated copy (twice the attention weights in memory), the fused
 unit holds the concatenated weight once: the separate projections' tensors are released
-and a parameter-free :class:`~vidlora.layers.FusedAway` marks where each one went. Detach
+and a parameter-free :class:`~vidlora.runtime.unit.FusedAway` marks where each one went. Detach
 gives each original ``nn.Linear`` object back, holding its rows of the fused weight.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -20,28 +19,11 @@ from torch import nn
 from vidlora.errors import VidloraError
 from vidlora.model import FAMILIES, Inventory, block_linear_paths, inventory, spec_for_class
 from vidlora.kernels.fp8_format import FP8_DTYPE
-from .unit import FusedAway, LoRALinear, Part
 from .offload import refuse_offload_hooks
+from .rank_stack import Part
+from .unit import FusedAway, LoRALinear
 
-__all__ = ["PatchedModel", "find_transformers", "patch_model", "unpatch_model", "patch_linear"]
-
-
-
-@dataclass
-class PatchedModel:
-    """What attach changed in one transformer, and how to undo it."""
-
-    key: str  # "transformer" | "transformer_2"
-    model: nn.Module
-    inv: Inventory
-    units: dict[str, LoRALinear] = field(default_factory=dict)  # unit module path -> unit
-    part_unit: dict[str, LoRALinear] = field(default_factory=dict)  # original Linear path -> unit
-    originals: dict[str, nn.Module] = field(default_factory=dict)  # original Linear path -> Linear
-    fused_attn: dict[str, bool] = field(default_factory=dict)  # attention path -> had the attribute
-    hooks: list = field(default_factory=list)
-
-    def unit_of(self, linear_path: str) -> LoRALinear | None:
-        return self.part_unit.get(linear_path)
+__all__ = ["PatchedModel", "find_transformers"]
 
 
 def _is_transformer(obj) -> bool:
@@ -149,36 +131,7 @@ def _fusion_groups(model: nn.Module, inv: Inventory, targets: set[str]) -> list[
     return groups
 
 
-@torch.no_grad()
-def _fuse(pm: PatchedModel, attn_path: str, fused_attr: str, paths: list[str]) -> None:
-    model = pm.model
-    attn = model.get_submodule(attn_path)
-    lins = [model.get_submodule(p) for p in paths]
-    requires_grad = lins[0].weight.requires_grad
-    weight = nn.Parameter(torch.cat([lin.weight for lin in lins], 0), requires_grad=requires_grad)
-    bias = None
-    if lins[0].bias is not None:
-        bias = nn.Parameter(torch.cat([lin.bias for lin in lins], 0), requires_grad=requires_grad)
-    parts, start = [], 0
-    for p, lin in zip(paths, lins):
-        parts.append(Part(p, start, start + lin.out_features))
-        start += lin.out_features
-    unit_path = f"{attn_path}.{fused_attr}"
-    unit = LoRALinear(weight, bias, parts, unit_path, compute_dtype=_compute_dtype(lins[0]))
-    # Release the separate tensors: the weight now lives once, in the unit.
-    for p, lin, part in zip(paths, lins, parts):
-        for param in lin.parameters(recurse=False):
-            param.data = torch.empty(0, dtype=param.dtype, device=param.device)
-        pm.originals[p] = lin
-        pm.part_unit[p] = unit
-        setattr(attn, p.rsplit(".", 1)[1], FusedAway(unit_path, part.start, part.stop))
-    setattr(attn, fused_attr, unit)
-    pm.fused_attn.setdefault(attn_path, hasattr(attn, "fused_projections"))
-    attn.fused_projections = True
-    pm.units[unit_path] = unit
-
-
-def _stored_scale(pm: PatchedModel, unit: LoRALinear) -> torch.Tensor | None:
+def _stored_scale(pm: "PatchedModel", unit: LoRALinear) -> torch.Tensor | None:
     """The per-channel scales an FP8 checkpoint stored with the unit's weights (a
     ``weight_scale`` buffer on each original Linear; a part without one counts as 1)."""
     lins = [pm.originals[p.path] for p in unit.parts]
@@ -192,90 +145,142 @@ def _stored_scale(pm: PatchedModel, unit: LoRALinear) -> torch.Tensor | None:
     return torch.cat(out)
 
 
-def patch_linear(pm: PatchedModel, path: str) -> LoRALinear:
-    """Wrap one ``nn.Linear`` (no copy: the unit holds the same Parameter objects)."""
-    unit = pm.part_unit.get(path)
-    if unit is not None:
-        return unit
-    lin = pm.model.get_submodule(path)
-    if not isinstance(lin, nn.Linear):
-        raise VidloraError(f"{pm.key}.{path} is a {type(lin).__name__}, not a Linear: vidlora cannot put a LoRA on it")
-    unit = LoRALinear(lin.weight, lin.bias, [Part(path, 0, lin.out_features)], path, compute_dtype=_compute_dtype(lin))
-    _set_module(pm.model, path, unit)
-    pm.originals[path] = lin
-    pm.part_unit[path] = unit
-    pm.units[path] = unit
-    return unit
+class PatchedModel:
+    """What attach changed in one transformer, and how to undo it.
 
-
-def patch_model(
-    pipe, key: str, model: nn.Module, fuse: bool = True, fp8: str | None = None,
-    device: torch.device | str | None = None, keep_original: bool = False,
-) -> PatchedModel:
-    """Patch every DiT-block Linear of ``model`` (fusing Wan's siblings when ``fuse``).
-
-    fp8: None, "w8a16" or "w8a8": quantize every patched weight, one unit at a time (and
-    onto ``device`` when given, so a bf16 model in CPU memory becomes an FP8 one on the
-    GPU without a full bf16 copy there). Weights that already are float8_e4m3fn (FP8
-    checkpoints) are used as stored, whatever ``fp8`` says.
+    ``patch`` builds one (every default block Linear patched, siblings fused);
+    ``patch_linear`` / ``unpatch_linear`` patch one more Linear on demand (a LoRA on an
+    embedder) and undo that; ``unpatch`` puts every original module back.
     """
-    _check_attachable(pipe, key, model)
-    pm = PatchedModel(key=key, model=model, inv=inventory(model))
-    targets = block_linear_paths(pm.inv)
-    try:
-        if fuse:
-            for attn_path, fused_attr, paths in _fusion_groups(model, pm.inv, set(targets)):
-                _fuse(pm, attn_path, fused_attr, paths)
-        for path in targets:
-            if path not in pm.part_unit:
-                patch_linear(pm, path)
-        for unit in pm.units.values():
-            if unit.weight.dtype == FP8_DTYPE:
-                unit.adopt_fp8(fp8 or "w8a16", _stored_scale(pm, unit))
-            elif fp8:
-                unit.quantize_(fp8, device=device, keep_original=keep_original)
-        if device is not None:
-            model.to(device)
-    except BaseException:
-        unpatch_model(pm)
-        raise
-    model._vidlora_attached = True
-    return pm
 
+    def __init__(self, key: str, model: nn.Module, inv: Inventory):
+        self.key = key  # "transformer" | "transformer_2"
+        self.model = model
+        self.inv = inv
+        self.units: dict[str, LoRALinear] = {}  # unit module path -> unit
+        self.part_unit: dict[str, LoRALinear] = {}  # original Linear path -> unit
+        self.originals: dict[str, nn.Module] = {}  # original Linear path -> Linear
+        self.fused_attn: dict[str, bool] = {}  # attention path -> had the attribute before
 
-@torch.no_grad()
-def unpatch_model(pm: PatchedModel) -> None:
-    """Put every original Linear back (bit for bit, for non-FP8 bases)."""
-    model = pm.model
-    for unit_path, unit in list(pm.units.items()):
-        if len(unit.parts) == 1 and unit.parts[0].path == unit_path:
-            lin = pm.originals[unit_path]
-            if unit.fp8_origin == "quantized":  # FP8 is one way: dequantized, or the kept original
-                lin.weight.data = unit.base_weight()
-            _set_module(model, unit_path, lin)
-        else:
-            attn_path = unit_path.rsplit(".", 1)[0]
-            attn = model.get_submodule(attn_path)
-            weight, bias = unit.base_weight(), unit.base_bias()
-            for part in unit.parts:
-                lin = pm.originals[part.path]
-                lin.weight.data = weight[part.start : part.stop]
-                if lin.bias is not None:
-                    lin.bias.data = bias[part.start : part.stop]
-                setattr(attn, part.path.rsplit(".", 1)[1], lin)
-            delattr(attn, unit_path.rsplit(".", 1)[1])
-        del pm.units[unit_path]
-    for attn_path, had_attr in pm.fused_attn.items():
+    def unit_of(self, linear_path: str) -> LoRALinear | None:
+        return self.part_unit.get(linear_path)
+
+    @classmethod
+    def patch(
+        cls, pipe, key: str, model: nn.Module, fuse: bool = True, fp8: str | None = None,
+        device: torch.device | str | None = None, keep_original: bool = False,
+    ) -> "PatchedModel":
+        """Patch every DiT-block Linear of ``model`` (fusing Wan's siblings when ``fuse``).
+
+        fp8: None, "w8a16" or "w8a8": quantize every patched weight, one unit at a time (and
+        onto ``device`` when given, so a bf16 model in CPU memory becomes an FP8 one on the
+        GPU without a full bf16 copy there). Weights that already are float8_e4m3fn (FP8
+        checkpoints) are used as stored, whatever ``fp8`` says.
+        """
+        _check_attachable(pipe, key, model)
+        pm = cls(key, model, inventory(model))
+        targets = block_linear_paths(pm.inv)
+        try:
+            if fuse:
+                for attn_path, fused_attr, paths in _fusion_groups(model, pm.inv, set(targets)):
+                    pm._fuse(attn_path, fused_attr, paths)
+            for path in targets:
+                if path not in pm.part_unit:
+                    pm.patch_linear(path)
+            for unit in pm.units.values():
+                if unit.weight.dtype == FP8_DTYPE:
+                    unit.adopt_fp8(fp8 or "w8a16", _stored_scale(pm, unit))
+                elif fp8:
+                    unit.quantize_(fp8, device=device, keep_original=keep_original)
+            if device is not None:
+                model.to(device)
+        except BaseException:
+            pm.unpatch()
+            raise
+        model._vidlora_attached = True
+        return pm
+
+    def patch_linear(self, path: str) -> LoRALinear:
+        """Wrap one ``nn.Linear`` (no copy: the unit holds the same Parameter objects)."""
+        unit = self.part_unit.get(path)
+        if unit is not None:
+            return unit
+        lin = self.model.get_submodule(path)
+        if not isinstance(lin, nn.Linear):
+            raise VidloraError(f"{self.key}.{path} is a {type(lin).__name__}, not a Linear: vidlora cannot put a LoRA on it")
+        unit = LoRALinear(lin.weight, lin.bias, [Part(path, 0, lin.out_features)], path, compute_dtype=_compute_dtype(lin))
+        _set_module(self.model, path, unit)
+        self.originals[path] = lin
+        self.part_unit[path] = unit
+        self.units[path] = unit
+        return unit
+
+    def unpatch_linear(self, path: str) -> None:
+        """Undo an on-demand :meth:`patch_linear` of a single Linear (rollback of a failed add)."""
+        unit = self.units.pop(path, None)
+        if unit is None:
+            return
+        _set_module(self.model, path, self.originals.pop(path))
+        self.part_unit.pop(path, None)
+
+    @torch.no_grad()
+    def _fuse(self, attn_path: str, fused_attr: str, paths: list[str]) -> None:
+        model = self.model
         attn = model.get_submodule(attn_path)
-        if had_attr:
-            attn.fused_projections = False
-        elif "fused_projections" in attn.__dict__:
-            del attn.__dict__["fused_projections"]
-    pm.fused_attn.clear()
-    pm.part_unit.clear()
-    pm.originals.clear()
-    for h in pm.hooks:
-        h.remove()
-    pm.hooks.clear()
-    if "_vidlora_attached" in model.__dict__:
-        del model.__dict__["_vidlora_attached"]
+        lins = [model.get_submodule(p) for p in paths]
+        requires_grad = lins[0].weight.requires_grad
+        weight = nn.Parameter(torch.cat([lin.weight for lin in lins], 0), requires_grad=requires_grad)
+        bias = None
+        if lins[0].bias is not None:
+            bias = nn.Parameter(torch.cat([lin.bias for lin in lins], 0), requires_grad=requires_grad)
+        parts, start = [], 0
+        for p, lin in zip(paths, lins):
+            parts.append(Part(p, start, start + lin.out_features))
+            start += lin.out_features
+        unit_path = f"{attn_path}.{fused_attr}"
+        unit = LoRALinear(weight, bias, parts, unit_path, compute_dtype=_compute_dtype(lins[0]))
+        # Release the separate tensors: the weight now lives once, in the unit.
+        for p, lin, part in zip(paths, lins, parts):
+            for param in lin.parameters(recurse=False):
+                param.data = torch.empty(0, dtype=param.dtype, device=param.device)
+            self.originals[p] = lin
+            self.part_unit[p] = unit
+            setattr(attn, p.rsplit(".", 1)[1], FusedAway(unit_path, part.start, part.stop))
+        setattr(attn, fused_attr, unit)
+        self.fused_attn.setdefault(attn_path, hasattr(attn, "fused_projections"))
+        attn.fused_projections = True
+        self.units[unit_path] = unit
+
+    @torch.no_grad()
+    def unpatch(self) -> None:
+        """Put every original Linear back (bit for bit, for non-FP8 bases)."""
+        model = self.model
+        for unit_path, unit in list(self.units.items()):
+            if len(unit.parts) == 1 and unit.parts[0].path == unit_path:
+                lin = self.originals[unit_path]
+                if unit.fp8_origin == "quantized":  # FP8 is one way: dequantized, or the kept original
+                    lin.weight.data = unit.base_weight()
+                _set_module(model, unit_path, lin)
+            else:
+                attn_path = unit_path.rsplit(".", 1)[0]
+                attn = model.get_submodule(attn_path)
+                weight, bias = unit.base_weight(), unit.base_bias()
+                for part in unit.parts:
+                    lin = self.originals[part.path]
+                    lin.weight.data = weight[part.start : part.stop]
+                    if lin.bias is not None:
+                        lin.bias.data = bias[part.start : part.stop]
+                    setattr(attn, part.path.rsplit(".", 1)[1], lin)
+                delattr(attn, unit_path.rsplit(".", 1)[1])
+            del self.units[unit_path]
+        for attn_path, had_attr in self.fused_attn.items():
+            attn = model.get_submodule(attn_path)
+            if had_attr:
+                attn.fused_projections = False
+            elif "fused_projections" in attn.__dict__:
+                del attn.__dict__["fused_projections"]
+        self.fused_attn.clear()
+        self.part_unit.clear()
+        self.originals.clear()
+        if "_vidlora_attached" in model.__dict__:
+            del model.__dict__["_vidlora_attached"]

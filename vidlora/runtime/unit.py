@@ -6,25 +6,8 @@ I2V image k/v). Its forward is one call of the ``vidlora::lora_linear`` op:
 
     y = x W^T + b + ((x A^T) * c) B^T
 
-where A [Rb, K], B [N, Rb] and c [Rb] hold every adapter's ranks side by side (DESIGN.md,
-"Stacking"). Rb is padded up to a multiple of 16 (the tensor-core minimum) with zero rows
-and zero scale, so:
-
-* a strength change or enable/disable writes c in place: no reallocation, no recompile;
-* adding an adapter whose ranks fit into the free (padding) rows writes them in place:
-  the shapes do not change, so compiled blocks do not recompile;
-* removing an adapter compacts the rows in place; the stack is reallocated smaller (freeing
-  memory) once less than half of it is in use, as a growable array does. So a swap (remove
-  one adapter, add another of the same size) reallocates nothing and recompiles nothing,
-  and removing the last adapter frees everything.
-
-The stack tensors are buffers whose *objects* never change (only their ``.data``), so
-offload hooks that recorded them at setup (model / group offloading) keep moving them.
-
-For a fused group, B is block-diagonal: an adapter's q ranks have non-zero B entries only
-in the q rows. That costs (parts - 1) x more B memory than separate units (about 80 MB for
-a rank-32 LoRA over Wan 14B's 40 q/k/v groups in bf16) and buys one read of x for all three
-projections.
+with A [Rb, K], B [N, Rb] and c [Rb] every adapter's ranks side by side, held by the
+unit's :class:`~vidlora.runtime.rank_stack.RankStack` (``unit.stack``).
 
 A dense full-rank delta on a unit's weight (a LoHa/LoKr product or a ``diff``) is kept as an
 optional dense side term ``x dW^T`` (one extra GEMM): never folded into the base weight.
@@ -38,50 +21,17 @@ Not thread-safe: change adapters from one thread while no forward runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vidlora.kernels import lora_linear
+from vidlora.kernels.fp8_format import dequantize_weight, quantize_weight
 from vidlora.kernels.fp8_ops import lora_linear_fp8_op
 
-from vidlora.kernels.fp8_format import dequantize_weight, quantize_weight
+from .rank_stack import Part, RankStack
 
-__all__ = ["LoRALinear", "FusedAway", "rank_bucket", "RANK_MULTIPLE"]
-
-# Ranks are padded to a multiple of 16: the smallest K of a bf16/fp16 tensor-core MMA.
-RANK_MULTIPLE = 16
-
-
-def rank_bucket(rank: int) -> int:
-    """Stored rows for ``rank`` used rows: 0 stays 0, else the next multiple of 16."""
-    return -(-rank // RANK_MULTIPLE) * RANK_MULTIPLE
-
-
-@dataclass(frozen=True)
-class Part:
-    """One original projection inside a unit: its canonical module path and output rows."""
-
-    path: str
-    start: int
-    stop: int
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-
-@dataclass
-class Slot:
-    """One adapter's ranks inside a unit's stack: rows [start, start + rank)."""
-
-    name: str
-    start: int
-    rank: int
-    row_scale: torch.Tensor  # [rank] fp32 (CPU): the file's alpha / r for each row
-    parts: tuple[str, ...] = field(default_factory=tuple)
+__all__ = ["LoRALinear", "FusedAway"]
 
 
 class FusedAway(nn.Module):
@@ -128,7 +78,6 @@ class LoRALinear(nn.Module):
         self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
         self.parts = tuple(parts)
         self.unit_name = name
-        self.slots: list[Slot] = []
         self._compute_dtype = compute_dtype or weight.dtype
         self.fp8_mode: str | None = None  # None | "w8a16" | "w8a8"
         self.fp8_origin: str | None = None  # "quantized" (by attach) | "adopted" (loaded as FP8)
@@ -141,6 +90,7 @@ class LoRALinear(nn.Module):
         self.register_buffer("lora_scale", torch.zeros(0, device=dev, dtype=torch.float32), persistent=False)
         # Optional dense side term (LoHa/LoKr/diff on this weight); None when unused.
         self.register_buffer("dense_delta", None, persistent=False)
+        self.stack = RankStack(self, self.parts)
 
     # ------------------------------------------------------------------ forward
     @property
@@ -159,112 +109,11 @@ class LoRALinear(nn.Module):
             y = y + F.linear(x, self.dense_delta)
         return y
 
-    # ------------------------------------------------------------------ stack
-    @property
-    def used_rank(self) -> int:
-        return sum(s.rank for s in self.slots)
-
-    @property
-    def stored_rank(self) -> int:
-        return int(self.lora_a.shape[0])
-
     def part_index(self, path: str) -> int:
         for i, p in enumerate(self.parts):
             if p.path == path:
                 return i
         raise KeyError(path)
-
-    def needs_growth(self, rank: int) -> bool:
-        """Whether adding ``rank`` rows would reallocate the stack."""
-        return self.used_rank + rank > self.stored_rank
-
-    def slot(self, name: str) -> Slot | None:
-        for s in self.slots:
-            if s.name == name:
-                return s
-        return None
-
-    @torch.no_grad()
-    def add_slot(self, name: str, pieces: list[tuple[str, torch.Tensor, torch.Tensor, float]]) -> Slot:
-        """Append an adapter: ``pieces`` = [(part path, down [r, K], up [part rows, r],
-        scale)], one per projection of this unit it targets. Its scale entries start at 0
-        (inactive); the caller writes them with :meth:`set_slot_scale`. The tensors are
-        written straight into the stack (rows past the used ones are always zero)."""
-        if self.slot(name) is not None:
-            raise ValueError(f"adapter {name!r} is already on {self.unit_name}")
-        rank = sum(int(d.shape[0]) for _, d, _, _ in pieces)
-        start = self.used_rank
-        if start + rank > self.stored_rank:
-            self._resize(rank_bucket(start + rank))
-        row_scale = torch.empty(rank, dtype=torch.float32)
-        col = start
-        try:
-            for path, down, up, scale in pieces:
-                part = self.parts[self.part_index(path)]
-                r = int(down.shape[0])
-                self.lora_a[col : col + r] = down
-                self.lora_b[part.start : part.stop, col : col + r] = up
-                row_scale[col - start : col - start + r] = scale
-                col += r
-        except BaseException:
-            # keep the invariant the next add relies on: unused rows and columns are zero
-            self.lora_a[start : start + rank] = 0
-            self.lora_b[:, start : start + rank] = 0
-            raise
-        self.lora_scale[start : start + rank] = 0.0
-        slot = Slot(name, start, rank, row_scale, tuple(p for p, *_ in pieces))
-        self.slots.append(slot)
-        return slot
-
-    @torch.no_grad()
-    def remove_slot(self, name: str, shrink: bool = True) -> None:
-        """Drop an adapter's rows, compacting the ones after it in place; reallocate the stack
-        smaller (freeing memory) when less than half of it stays in use and ``shrink``."""
-        slot = self.slot(name)
-        if slot is None:
-            return
-        used = self.used_rank
-        lo, hi = slot.start, slot.start + slot.rank
-        tail = used - hi
-        if tail:
-            # clone: source and destination row ranges may overlap
-            self.lora_a[lo : lo + tail] = self.lora_a[hi:used].clone()
-            self.lora_b[:, lo : lo + tail] = self.lora_b[:, hi:used].clone()
-            self.lora_scale[lo : lo + tail] = self.lora_scale[hi:used].clone()
-        new_used = used - slot.rank
-        self.lora_a[new_used:used] = 0
-        self.lora_b[:, new_used:used] = 0
-        self.lora_scale[new_used:used] = 0
-        self.slots.remove(slot)
-        for s in self.slots:
-            if s.start > lo:
-                s.start -= slot.rank
-        if shrink and rank_bucket(new_used) * 2 < self.stored_rank:
-            self._resize(rank_bucket(new_used))
-
-    @torch.no_grad()
-    def set_slot_scale(self, name: str, weight: float) -> None:
-        """Write c = weight * (alpha / r) into the adapter's rows, in place."""
-        slot = self.slot(name)
-        if slot is None:
-            return
-        values = slot.row_scale * float(weight)
-        self.lora_scale[slot.start : slot.start + slot.rank].copy_(values)
-
-    def _resize(self, rows: int) -> None:
-        """Reallocate the stack to ``rows`` rows, keeping the used ones. The buffer objects
-        stay the same (only ``.data`` changes) so offload hooks keep tracking them."""
-        used = min(self.used_rank, rows)
-        dev, dt = self.lora_a.device, self.lora_a.dtype
-        a = torch.zeros(rows, self.in_features, device=dev, dtype=dt)
-        b = torch.zeros(self.out_features, rows, device=dev, dtype=dt)
-        c = torch.zeros(rows, device=dev, dtype=torch.float32)
-        a[:used] = self.lora_a[:used]
-        b[:, :used] = self.lora_b[:, :used]
-        c[:used] = self.lora_scale[:used]
-        self.lora_a.data = a
-        self.lora_b.data = b
-        self.lora_scale.data = c
 
     # ------------------------------------------------------------------ dense side term
     @torch.no_grad()
@@ -348,11 +197,11 @@ class LoRALinear(nn.Module):
     # ------------------------------------------------------------------ display
     def extra_repr(self) -> str:
         parts = ", ".join(p.path.rsplit(".", 1)[-1] if not p.path.endswith("to_out.0") else "to_out.0" for p in self.parts)
-        adapters = ", ".join(f"{s.name}(r{s.rank})" for s in self.slots) or "none"
+        adapters = ", ".join(f"{s.name}(r{s.rank})" for s in self.stack.slots) or "none"
         text = (
             f"in={self.in_features}, out={self.out_features}, parts=[{parts}], "
             f"base={str(self.weight.dtype).replace('torch.', '')}{'/' + self.fp8_mode if self.fp8_mode else ''}, "
-            f"rank={self.used_rank}/{self.stored_rank}, adapters=[{adapters}]"
+            f"rank={self.stack.used_rank}/{self.stack.stored_rank}, adapters=[{adapters}]"
         )
         if self.dense_delta is not None:
             text += ", dense_delta"
