@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     BackendUnavailableError,
     LoRAFormatError,
@@ -22,8 +23,6 @@ from .errors import (
     UnsafeFileError,
     VidloraError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

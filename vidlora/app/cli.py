@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from vidlora import __version__
+    from vidlora._version import __version__
 
     return f"vidlora {__version__}"
 

@@ -161,7 +161,7 @@ def _oom_error(e: BaseException) -> VidloraError:
 def run_generate(args, task: str) -> int:
     import torch
 
-    from vidlora import __version__
+    from vidlora._version import __version__
     from vidlora.runtime.adapters import attach
     from .pipelines import generate, load_image, load_pipeline, model_info, place_pipeline, round_frames, round_size
     from .video import write_mp4

@@ -262,7 +262,7 @@ def _pad_to_even(video: np.ndarray) -> np.ndarray:
 def _settings_record(
     metadata: dict[str, Any] | None, frames: int, width: int, height: int, fps: float, source_size: tuple[int, int]
 ) -> dict[str, Any]:
-    from vidlora import __version__
+    from vidlora._version import __version__
 
     record = dict(metadata or {})
     record.setdefault("vidlora_version", __version__)

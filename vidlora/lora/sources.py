@@ -659,7 +659,7 @@ class _DropAuthOnHostChange(urllib.request.HTTPRedirectHandler):
 
 
 def _open(url: str, headers: dict[str, str]):
-    from vidlora import __version__
+    from vidlora._version import __version__
 
     request = urllib.request.Request(url, headers={"User-Agent": f"vidlora/{__version__}", **headers})
     opener = urllib.request.build_opener(_DropAuthOnHostChange)

@@ -1,0 +1,3 @@
+"""The version of vidlora: one home (pyproject reads it from here)."""
+
+__version__ = "0.1.0"
