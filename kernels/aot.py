@@ -215,7 +215,7 @@ def compile_variant(
         )  # fmt: skip
         constexprs = dict(
             BLOCK_M=pre.block_m, BLOCK_K=pre.block_k, BLOCK_R=pre.block_r,
-            EVEN_K=k % pre.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
+            EVEN_K=k % pre.block_k == 0, UPCAST_DOT=False, PRECISION=precision, LAUNCH_DEPENDENTS=False,
         )  # fmt: skip
         options = {"num_warps": pre.num_warps, "num_stages": pre.num_stages}
     elif variant == "w8a8_quant_shrink":

@@ -59,6 +59,7 @@ import functools
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents
 
 from .checks import check_lora_linear_args
 from .errors import BackendUnavailableError
@@ -87,7 +88,11 @@ def _lora_shrink_kernel(
     stride_tm, stride_tr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
     EVEN_K: tl.constexpr, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr,
+    LAUNCH_DEPENDENTS: tl.constexpr = False,
 ):  # fmt: skip
+    if LAUNCH_DEPENDENTS:
+        # PDL: let the GEMM that reads T launch now (it waits for T with gdc_wait).
+        gdc_launch_dependents()
     pid_m = tl.program_id(0)
     pid_r = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -325,7 +330,7 @@ def lora_linear_triton(
     return y.view(*x.shape[:-1], n)
 
 
-def _launch_shrink(sh: ShrinkConfig, x3, lora_a, lora_scale, t, m, k, r, s, flags) -> None:
+def _launch_shrink(sh: ShrinkConfig, x3, lora_a, lora_scale, t, m, k, r, s, flags, launch_dependents=False) -> None:
     grid = (triton.cdiv(m, sh.block_m), triton.cdiv(r, sh.block_r))
     args = (
         x3, lora_a, lora_scale, t,
@@ -337,6 +342,8 @@ def _launch_shrink(sh: ShrinkConfig, x3, lora_a, lora_scale, t, m, k, r, s, flag
     )  # fmt: skip
     kwargs = dict(BLOCK_M=sh.block_m, BLOCK_K=sh.block_k, BLOCK_R=sh.block_r, EVEN_K=k % sh.block_k == 0,
                   num_warps=sh.num_warps, num_stages=sh.num_stages, **flags)  # fmt: skip
+    if launch_dependents:
+        kwargs["LAUNCH_DEPENDENTS"] = True
     launch(_lora_shrink_kernel, grid, args, kwargs, x3.device)
 
 

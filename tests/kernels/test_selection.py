@@ -81,7 +81,8 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def test_wrong_and_broken_kernels_are_excluded_with_one_warning_and_the_fastest_correct_wins(cache_dir):
-    timer = FakeTimer({"triton.classic.shrink_expand": 2.0, "triton.classic.fused": 0.5})
+    timer = FakeTimer({"triton.classic.shrink_expand": 2.0, "triton.classic.fused": 0.5,
+                       "triton.persistent.shrink_expand": 3.0, "triton.persistent.fused": 4.0})
     chooser = PathChooser(timer, cache_dir=cache_dir, extra_candidates=_extra)
     args = _args()
     with warnings.catch_warnings(record=True) as caught:
@@ -98,8 +99,10 @@ def test_wrong_and_broken_kernels_are_excluded_with_one_warning_and_the_fastest_
     assert choice["chosen"] == "triton.classic.fused" and choice["source"] == "measured"
     assert set(choice["excluded"]) == {"test.b_transposed", "test.broken"}
     # Only correct candidates are timed, each once.
-    assert sorted(timer.calls) == ["torch", "triton.classic.fused", "triton.classic.shrink_expand"]
-    assert choice["timings_ms"] == {"triton.classic.fused": 0.5, "triton.classic.shrink_expand": 2.0, "torch": 5.0}
+    assert sorted(timer.calls) == ["torch", "triton.classic.fused", "triton.classic.shrink_expand",
+                                   "triton.persistent.fused", "triton.persistent.shrink_expand"]
+    assert choice["timings_ms"] == {"triton.classic.fused": 0.5, "triton.classic.shrink_expand": 2.0, "torch": 5.0,
+                                    "triton.persistent.fused": 4.0, "triton.persistent.shrink_expand": 3.0}
     ref = lora_linear_reference(*(t.float() if t is not None and t.dtype != torch.float32 else t for t in args))
     torch.testing.assert_close(y.float(), ref, atol=2e-2, rtol=1e-2)
     assert torch.equal(y, y2)
@@ -111,7 +114,8 @@ def test_the_torch_path_wins_when_it_is_fastest_and_at_rank_zero_it_is_plain_cub
     x, w, b, a, bb, c = _args(r=0)
     y = chooser.run("lora_linear", (x, w, b, a, bb, c))
     (choice,) = chooser.choices()
-    assert choice["chosen"] == "torch" and "triton.classic.plain" in choice["timings_ms"]
+    assert choice["chosen"] == "torch"
+    assert {"triton.classic.plain", "triton.persistent.plain"} <= set(choice["timings_ms"])
     assert torch.equal(y, torch.addmm(b, x, w.t()))  # R = 0: the torch path is F.linear's addmm
 
 
