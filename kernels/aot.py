@@ -125,17 +125,19 @@ def _source(kernel, args: dict, constexprs: dict):
     return ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
 
 
-def _plan(variant: str, arch: int, s: AuditShape) -> tuple[GemmConfig, ShrinkConfig | QuantConfig]:
+def _plan(
+    variant: str, arch: int, s: AuditShape, elem: int = 2
+) -> tuple[GemmConfig, ShrinkConfig | QuantConfig]:
     """The GEMM config and the pre-pass config (shrink or quantize) the launcher would use."""
     cap = (arch // 10, arch % 10)
     if variant in FP8_KERNEL_VARIANTS:
         mode, strategy = FP8_KERNEL_VARIANTS[variant]
         r = 0 if strategy == "plain" else s.r
-        gemm = fp8_gemm_config(s.m, s.n, s.k, r, cap, strategy, mode)
-        return gemm, quant_config(s.m, s.k, r, 2, cap)
+        gemm = fp8_gemm_config(s.m, s.n, s.k, r, cap, strategy, mode, elem)
+        return gemm, quant_config(s.m, s.k, r, elem, cap)
     strategy = KERNEL_VARIANTS[variant]
     r = 0 if strategy == "plain" else s.r
-    return gemm_config(s.m, s.n, s.k, r, cap, strategy), shrink_config(s.m, s.k, r, cap)
+    return gemm_config(s.m, s.n, s.k, r, cap, strategy, elem), shrink_config(s.m, s.k, r, cap, elem)
 
 
 def variant_archs(variant: str) -> tuple[int, ...]:
@@ -149,7 +151,7 @@ def variant_archs(variant: str) -> tuple[int, ...]:
     )
 
 
-def _gemm_args(variant: str, arch: int, m: int, n: int, k: int, r: int, p: str, g: GemmConfig):
+def _gemm_args(variant: str, arch: int, m: int, n: int, k: int, r: int, p: str, g: GemmConfig, precision: str):
     """Argument types/values and constexprs of the GEMM kernel as the launcher passes them."""
     mode, strategy = FP8_KERNEL_VARIANTS.get(variant, (None, KERNEL_VARIANTS.get(variant)))
     lora = {"plain": 0, "shrink_expand": 1, "fused": 2}[strategy]
@@ -168,18 +170,24 @@ def _gemm_args(variant: str, arch: int, m: int, n: int, k: int, r: int, p: str, 
         t_ptr=p, a_ptr=p, b_ptr=p, c_ptr=c_p, y_ptr=p, M=m, N=n, K=k, R=r, S=m,
         stride_xb=m * k, stride_xs=k, stride_xk=1, stride_wn=k, stride_wk=1,
         stride_tm=r if lora == 1 else n, stride_tr=1, stride_ar=ar, stride_ak=1,
-        stride_bn=br, stride_br=1, stride_c=1, stride_ym=n, stride_yn=1,
+        stride_bn=br, stride_br=1, stride_c=1, stride_bias=1, stride_ws=1, stride_ym=n, stride_yn=1,
     )  # fmt: skip
     constexprs = dict(
         LORA=lora, HAS_BIAS=True, HAS_W_SCALE=mode is not None, BASE=base,
         BLOCK_M=g.block_m, BLOCK_N=g.block_n, BLOCK_K=g.block_k, BLOCK_R=g.block_r,
-        GROUP_M=g.group_m, EVEN_K=k % g.block_k == 0, UPCAST_DOT=False, PRECISION="tf32",
+        GROUP_M=g.group_m, EVEN_K=k % g.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
+        EXPAND_FIRST=arch >= 89,
     )  # fmt: skip
     return args, constexprs
 
 
-def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dtype = torch.bfloat16):
-    """Compile one kernel variant for ``sm_<arch>`` at ``shape`` (contiguous x, bias on)."""
+def compile_variant(
+    variant: str, arch: int, shape: AuditShape, dtype: torch.dtype = torch.bfloat16, gemm: GemmConfig | None = None
+):
+    """Compile one kernel variant for ``sm_<arch>`` at ``shape`` (contiguous x, bias on).
+
+    fp32 compiles with IEEE dots (torch's default matmul precision, what the launcher uses
+    unless TF32 is allowed). ``gemm`` overrides the launcher's GEMM config (probes)."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("compile_variant needs a process without TRITON_INTERPRET set")
     import triton
@@ -190,12 +198,14 @@ def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dty
 
     if arch not in variant_archs(variant):
         raise ValueError(f"kernel variant {variant!r} is not built for sm_{arch} (only {variant_archs(variant)})")
-    gemm, pre = _plan(variant, arch, shape)
+    elem = torch.empty((), dtype=dtype).element_size()
+    planned, pre = _plan(variant, arch, shape, elem)
+    gemm = gemm or planned
     m, n, k = shape.m, shape.n, shape.k
     strategy = FP8_KERNEL_VARIANTS[variant][1] if variant in FP8_KERNEL_VARIANTS else KERNEL_VARIANTS[variant]
     r = 0 if strategy == "plain" else shape.r
     p = "*" + _TRITON_DTYPE[dtype]
-    precision = "tf32"
+    precision = "ieee" if dtype == torch.float32 else "tf32"
     if variant == "shrink":
         kernel = _lora_shrink_kernel
         args = dict(
@@ -205,7 +215,7 @@ def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dty
         )  # fmt: skip
         constexprs = dict(
             BLOCK_M=pre.block_m, BLOCK_K=pre.block_k, BLOCK_R=pre.block_r,
-            EVEN_K=k % pre.block_k == 0, UPCAST_DOT=False, PRECISION=precision,
+            EVEN_K=k % pre.block_k == 0, UPCAST_DOT=False, PRECISION=precision, LAUNCH_DEPENDENTS=False,
         )  # fmt: skip
         options = {"num_warps": pre.num_warps, "num_stages": pre.num_stages}
     elif variant == "w8a8_quant_shrink":
@@ -222,7 +232,7 @@ def compile_variant(variant: str, arch: int, shape: AuditShape, dtype: torch.dty
         options = {"num_warps": pre.num_warps, "num_stages": pre.num_stages}
     else:
         kernel = _lora_gemm_kernel
-        args, constexprs = _gemm_args(variant, arch, m, n, k, r, p, gemm)
+        args, constexprs = _gemm_args(variant, arch, m, n, k, r, p, gemm, precision)
         options = {"num_warps": gemm.num_warps, "num_stages": gemm.num_stages}
     src = _source(kernel, args, constexprs)
     return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)

@@ -7,7 +7,7 @@ kernels importing anything above them; ``vidlora.errors`` re-exports both.
 
 from __future__ import annotations
 
-__all__ = ["VidloraError", "BackendUnavailableError"]
+__all__ = ["VidloraError", "BackendUnavailableError", "KernelResourceError", "KernelMismatchError"]
 
 
 class VidloraError(Exception):
@@ -16,3 +16,11 @@ class VidloraError(Exception):
 
 class BackendUnavailableError(VidloraError):
     """The requested compute backend cannot run here (e.g. Triton on CPU tensors)."""
+
+
+class KernelResourceError(BackendUnavailableError):
+    """A compiled kernel needs more of a GPU resource (shared memory) than the device has."""
+
+
+class KernelMismatchError(VidloraError):
+    """A kernel's result on this device disagreed with the torch reference (first-use check)."""

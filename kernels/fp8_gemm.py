@@ -71,20 +71,10 @@ from .heuristics import (
     quant_config,
     shrink_config,
 )
-from .lora_gemm import (
-    FUSED_MAX_RANK,
-    INTERPRETED,
-    LORA_MODES,
-    _as_batched_rows,
-    _capability,
-    _launch_gemm,
-    _launch_shrink,
-    _load_k_tile,
-    _mma,
-    _on_device,
-    _precision,
-    _x_row_offsets,
-)
+from .launching import INTERPRETED, as_batched_rows, device_facts, launch, on_device, precision
+from .launching import capability as _device_capability
+from .lora_gemm import FUSED_MAX_RANK, LORA_MODES, _launch_gemm, _launch_shrink
+from .tile_ops import _load_k_tile, _max_nan, _mma, _x_row_offsets
 
 __all__ = [
     "lora_linear_fp8_triton",
@@ -155,7 +145,8 @@ def _quant_shrink_kernel(
         for k in range(0, num_k):
             k_left = K - k * BLOCK_K
             xt = _load_k_tile(x_ptrs, offs_k[None, :] < k_left, EVEN_K)
-            amax = tl.maximum(amax, tl.max(tl.abs(xt), axis=1).to(tl.float32))
+            # NaN-propagating max (torch.amax keeps NaN; tl.max's maxnum would drop it).
+            amax = tl.maximum(amax, _max_nan(tl.abs(xt).to(tl.float32), 1), propagate_nan=tl.PropagateNan.ALL)
             if HAS_LORA:
                 at = _load_k_tile(a_ptrs, offs_k[:, None] < k_left, EVEN_K)
                 acc = _mma(xt, at, acc, UPCAST_DOT, PRECISION)
@@ -163,7 +154,8 @@ def _quant_shrink_kernel(
             x_ptrs += BLOCK_K * stride_xk
 
         row_ok = offs_m < M
-        scale = tl.maximum(tl.math.div_rn(amax, _E4M3_MAX), _MIN_SCALE)
+        # NaN stays NaN through the floor and the clamp below, as in torch (clamp_min / clamp_).
+        scale = tl.maximum(tl.math.div_rn(amax, _E4M3_MAX), _MIN_SCALE, propagate_nan=tl.PropagateNan.ALL)
         inv = tl.math.div_rn(tl.full((BLOCK_M,), 1.0, tl.float32), scale)
         tl.store(s_ptr + offs_m, scale, mask=row_ok)
         if HAS_LORA:
@@ -178,10 +170,16 @@ def _quant_shrink_kernel(
             k0 = (num_k - 1 - kk) * BLOCK_K
             k_ok = (k0 + offs_k)[None, :] < K
             xt = _load_k_tile(x_ptr + x_rows[:, None] + (k0 + offs_k)[None, :] * stride_xk, k_ok, EVEN_K)
-            v = tl.minimum(tl.maximum(xt.to(tl.float32) * inv[:, None], -_E4M3_MAX), _E4M3_MAX)
+            v = tl.minimum(tl.maximum(xt.to(tl.float32) * inv[:, None], -_E4M3_MAX, propagate_nan=tl.PropagateNan.ALL),
+                           _E4M3_MAX, propagate_nan=tl.PropagateNan.ALL)  # fmt: skip
+            q = v.to(q_ptr.dtype.element_ty)
             if ROUND_E4M3:
-                v = _round_to_e4m3_grid(v)
-            tl.store(q_ptr + q_rows + (k0 + offs_k)[None, :], v.to(q_ptr.dtype.element_ty), mask=row_ok[:, None] & k_ok)
+                # The interpreter's cast truncates (module doc) and turns NaN into 384:
+                # round onto the grid first, and write NaN as 0x7F as cvt.rn.satfinite does.
+                q = _round_to_e4m3_grid(v).to(q_ptr.dtype.element_ty)
+                q = tl.where(v != v, tl.full(q.shape, 0x7F, tl.uint8), q.to(tl.uint8, bitcast=True))
+                q = q.to(q_ptr.dtype.element_ty, bitcast=True)
+            tl.store(q_ptr + q_rows + (k0 + offs_k)[None, :], q, mask=row_ok[:, None] & k_ok)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +221,8 @@ def _require_w8a8(capability: tuple[int, int] | None, device: torch.device | Non
 def _device_counts(device: torch.device) -> tuple[int | None, int | None]:
     if device.type != "cuda":
         return None, None
-    props = torch.cuda.get_device_properties(device)
-    return props.multi_processor_count, getattr(props, "L2_cache_size", None)
+    facts = device_facts(device.index if device.index is not None else torch.cuda.current_device())
+    return facts["sm_count"], facts["l2_bytes"]
 
 
 def plan_fp8_launch(
@@ -251,7 +249,7 @@ def plan_fp8_launch(
     if mode not in FP8_MODES:
         raise ValueError(f"unknown FP8 mode {mode!r}; expected one of {', '.join(FP8_MODES)}")
     if capability is None:
-        capability = _capability(device)
+        capability = _device_capability(device)
     if mode == "w8a8":
         _require_w8a8(capability, device)
     if strategy is None and gemm is None and shrink is None and quant is None and weight_load is None:
@@ -274,7 +272,7 @@ def _fp8_plan(m, n, k, r, dtype, mode, device, capability, strategy, gemm, shrin
                          f"{', '.join(allowed)}")  # fmt: skip
     if strategy == "fused" and r > FUSED_MAX_RANK:
         raise ValueError(f"strategy 'fused' holds the whole rank in one tile: R <= {FUSED_MAX_RANK}, got {r}")
-    gemm = gemm or fp8_gemm_config(m, n, k, r, capability, strategy, mode)
+    gemm = gemm or fp8_gemm_config(m, n, k, r, capability, strategy, mode, elem)
     if strategy == "fused" and gemm.block_r < r:
         raise ValueError(f"strategy 'fused' needs GemmConfig.block_r >= R = {r}, got {gemm.block_r}")
     if mode == "w8a8":
@@ -291,19 +289,19 @@ def _fp8_plan(m, n, k, r, dtype, mode, device, capability, strategy, gemm, shrin
             raise ValueError(f"weight_load must be 'fp8' or 'bytes', got {weight_load!r}")
         quant = None
         needs_shrink = strategy == "shrink_expand"
-    shrink = (shrink or shrink_config(m, k, r, capability)) if needs_shrink else None
+    shrink = (shrink or shrink_config(m, k, r, capability, elem)) if needs_shrink else None
     return Fp8LaunchPlan(mode, strategy, weight_load, gemm, shrink, quant)
 
 
 def _flags(dtype: torch.dtype) -> dict:
-    return dict(UPCAST_DOT=INTERPRETED and dtype == torch.bfloat16, PRECISION=_precision(dtype))
+    return dict(UPCAST_DOT=INTERPRETED and dtype == torch.bfloat16, PRECISION=precision(dtype))
 
 
 def _launch_quant(qc: QuantConfig, x3, lora_a, lora_scale, t, x8, x_scale, m, k, r, s, flags) -> None:
     has_lora = 0 < r <= QUANT_MAX_RANK
     if not has_lora:
         lora_a, lora_scale, t = x_scale, x_scale, x_scale  # never read (HAS_LORA False)
-    _quant_shrink_kernel[(min(qc.programs, triton.cdiv(m, qc.block_m)),)](
+    args = (
         x3, lora_a, lora_scale, t, x8, x_scale,
         m, k, r, s,
         x3.stride(0), x3.stride(1), x3.stride(2),
@@ -311,10 +309,11 @@ def _launch_quant(qc: QuantConfig, x3, lora_a, lora_scale, t, x8, x_scale, m, k,
         lora_scale.stride(0),
         t.stride(0) if has_lora else 0, t.stride(1) if has_lora else 0,
         x8.stride(0),
-        HAS_LORA=has_lora, BLOCK_M=qc.block_m, BLOCK_K=qc.block_k, BLOCK_R=qc.block_r,
-        EVEN_K=k % qc.block_k == 0, ROUND_E4M3=INTERPRETED,
-        num_warps=qc.num_warps, num_stages=qc.num_stages, **flags,
     )  # fmt: skip
+    kwargs = dict(HAS_LORA=has_lora, BLOCK_M=qc.block_m, BLOCK_K=qc.block_k, BLOCK_R=qc.block_r,
+                  EVEN_K=k % qc.block_k == 0, ROUND_E4M3=INTERPRETED,
+                  num_warps=qc.num_warps, num_stages=qc.num_stages, **flags)  # fmt: skip
+    launch(_quant_shrink_kernel, (min(qc.programs, triton.cdiv(m, qc.block_m)),), args, kwargs, x3.device)
 
 
 def _check_runnable(x: torch.Tensor) -> None:
@@ -341,18 +340,18 @@ def quantize_shrink_triton(
     k, r = x.shape[-1], lora_a.shape[0]
     if r > QUANT_MAX_RANK:
         raise ValueError(f"the quantize pass computes T for R <= {QUANT_MAX_RANK}, got {r}")
-    x3, s = _as_batched_rows(x)
+    x3, s = as_batched_rows(x)
     m = x3.shape[0] * x3.shape[1]
     x8 = torch.empty((m, k), dtype=FP8_DTYPE, device=x.device)
     x_scale = torch.empty((m,), dtype=torch.float32, device=x.device)
     t = torch.empty((m, r), dtype=x.dtype, device=x.device)
     if m == 0:
         return x8, x_scale, t
-    capability = _capability(x.device)
+    capability = _device_capability(x.device)
     _require_w8a8(capability, x.device)
     elem = x.element_size()
     quant = quant or quant_config(m, k, r, elem, capability, *_device_counts(x.device))
-    with _on_device(x.device):
+    with on_device(x.device):
         _launch_quant(quant, x3, lora_a, lora_scale, t, x8, x_scale, m, k, r, s, _flags(x.dtype))
     return x8, x_scale, t
 
@@ -383,7 +382,7 @@ def lora_linear_fp8_triton(
     k, n, r = dims
     _check_runnable(x)
     mode = "w8a8" if act_quant else "w8a16"
-    x3, s = _as_batched_rows(x)
+    x3, s = as_batched_rows(x)
     m = x3.shape[0] * x3.shape[1]
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
@@ -393,7 +392,7 @@ def lora_linear_fp8_triton(
     elif plan.mode != mode:
         raise ValueError(f"plan is for {plan.mode} but act_quant={act_quant} asks for {mode}")
     flags = _flags(x.dtype)
-    with _on_device(x.device):
+    with on_device(x.device):
         t = y  # a valid pointer the GEMM never reads unless LORA == 1
         if plan.shrink is not None:
             t = torch.empty((m, r), dtype=x.dtype, device=x.device)

@@ -16,7 +16,7 @@ if __name__ != "vidlora.kernels.fp8_ops":
     # the op bound to a second backend state: see vidlora/kernels/__init__.py.
     raise ImportError(f"import vidlora.kernels.fp8_ops, not {__name__} (this folder is vidlora.kernels)")
 
-from .backend import resolve_backend
+from .backend import get_backend, resolve_backend
 from .checks import check_lora_linear_fp8_args
 from .fp8_reference import lora_linear_fp8_reference
 
@@ -37,6 +37,12 @@ def lora_linear_fp8_op(
     """y = (x W8^T) * w_s + b + ((x A^T) * c) B^T (W8A8 when act_quant)."""
     dims = check_lora_linear_fp8_args(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale)
     if resolve_backend(x.device) == "triton":
+        if x.device.type == "cuda":
+            from .selection import run_chosen  # the first-use choice, as in ops.py
+
+            op = "lora_linear_fp8.w8a8" if act_quant else "lora_linear_fp8.w8a16"
+            return run_chosen(op, (x, weight, weight_scale, bias, lora_a, lora_b, lora_scale),
+                              forced=get_backend() == "triton")  # fmt: skip
         from .fp8_gemm import lora_linear_fp8_triton
 
         return lora_linear_fp8_triton(x, weight, weight_scale, bias, lora_a, lora_b, lora_scale, act_quant, dims=dims)

@@ -203,23 +203,51 @@ def shared_memory_limit(capability: tuple[int, int] | None) -> int:
     return _SHARED_MEMORY.get(capability, 99 * 1024)
 
 
-def _staging_bytes(rows: int, cols: int, block_k: int, stages: int) -> int:
-    # 16-bit operand tiles [rows, BK] + [BK, cols], one buffer per stage (an upper bound:
-    # the audit saw stages - 1 buffers on sm_80/sm_89 and `stages` on sm_90).
-    return (rows + cols) * block_k * 2 * stages
+def _staging_bytes(rows: int, cols: int, block_k: int, stages: int, elem_bytes: int = 2) -> int:
+    # Operand tiles [rows, BK] + [BK, cols] of ``elem_bytes`` each, one buffer per stage (an
+    # upper bound: the audit saw stages - 1 buffers on sm_80/sm_89 and `stages` on sm_90).
+    return (rows + cols) * block_k * elem_bytes * stages
+
+
+def _fit_k(rows: int, cols: int, block_k: int, stages: int, elem_bytes: int, limit: int) -> tuple[int, int]:
+    """The widest K step (then the most stages, >= 2) from (block_k, stages) down whose staging fits."""
+    while _staging_bytes(rows, cols, block_k, stages, elem_bytes) > limit:
+        if stages > 2 and block_k <= 32:
+            stages -= 1
+        elif block_k > _MIN_MMA_K:
+            block_k //= 2
+        else:
+            break
+    return block_k, stages
 
 
 def gemm_config(
-    m: int, n: int, k: int, r: int, capability: tuple[int, int] | None, strategy: str
+    m: int, n: int, k: int, r: int, capability: tuple[int, int] | None, strategy: str, elem_bytes: int = 2
 ) -> GemmConfig:
-    """Heuristic GEMM tiles for a shape on an architecture (None: the interpreter)."""
+    """Heuristic GEMM tiles for a shape on an architecture (None: the interpreter).
+
+    ``elem_bytes``: the size of x's elements (2 for bf16/fp16, 4 for fp32): the staging in
+    shared memory scales with it, so fp32 gets narrower K steps (module doc).
+    """
     block_r = pad_rank(r) if strategy == "fused" else pad_rank(r, _EXPAND_MAX_BLOCK_R)
+    limit = shared_memory_limit(capability)
+    pre_hopper = capability is None or capability < (9, 0)
+    if elem_bytes == 4:
+        # fp32 (IEEE): no tensor cores, FMA dots whose operands live in registers: small
+        # tiles, 8 warps (audit: W8A16 fp32 64 x 64 x 32 spilled ~300 LDL/STL at 4 warps, 0 at 8).
+        bk, stages = _fit_k(64, 64, 32, 3, 4, limit)
+        return GemmConfig(64, 64, bk, block_r, 8, 8, stages)
     if m <= 64:
-        return GemmConfig(64, 128, 64, block_r, 8, 4, 4)
-    if _staging_bytes(128, 256, 64, 3) > shared_memory_limit(capability):
+        # One warpgroup (wgmma's minimum M is 64). The fused kernel at R > 32 on sm_80 holds
+        # both mma.sync accumulators in registers: 64 x 128 spilled 74 LDL/STL at R = 64.
+        bn = 64 if strategy == "fused" and block_r > 32 and pre_hopper else 128
+        bk, stages = _fit_k(64, bn, 64, 4, elem_bytes, limit)
+        return GemmConfig(64, bn, bk, block_r, 8, 4, stages)
+    if _staging_bytes(128, 256, 64, 3, elem_bytes) > limit:
         # 99 KB parts (sm_86, sm_89, sm_120): 128 x 128 x 32 x 4 stages = 64 KB.
-        return GemmConfig(128, 128, 32, block_r, 8, 8, 4)
-    if strategy == "fused" and (capability is None or capability < (9, 0)):
+        bk, stages = _fit_k(128, 128, 32, 4, elem_bytes, limit)
+        return GemmConfig(128, 128, bk, block_r, 8, 8, stages)
+    if strategy == "fused" and pre_hopper:
         # sm_80 keeps mma.sync accumulators in registers: 128x256 fp32 (128 per thread)
         # plus the [128, R] T accumulator spilled (audit: ~1650 STL / ~1900 LDL at R = 32);
         # 128 x 128 does not. sm_90's wgmma path showed no spills at 128 x 256.
@@ -227,16 +255,22 @@ def gemm_config(
     return GemmConfig(128, 256, 64, block_r, 8, 8, 3)
 
 
-def shrink_config(m: int, k: int, r: int, capability: tuple[int, int] | None) -> ShrinkConfig:
+def shrink_config(
+    m: int, k: int, r: int, capability: tuple[int, int] | None, elem_bytes: int = 2
+) -> ShrinkConfig:
     """Heuristic shrink tiles: the whole padded rank (up to 128) in one program column.
 
     64 rows, 4 stages, the widest K step (128, 64, 32) whose staging fits the shared
     memory: at R = 128 on a 99 KB part, 128-wide steps would need 196 KB (the audit
-    caught 147 KB on sm_89), so 64.
+    caught 147 KB on sm_89), so 64. fp32 (``elem_bytes`` 4) halves the step again.
     """
     block_r = pad_rank(r, 128)
     limit = shared_memory_limit(capability)
-    block_k = next((bk for bk in (128, 64) if _staging_bytes(64, block_r, bk, 4) <= limit), 32)
+    block_k = next(
+        (bk for bk in (128, 64) if _staging_bytes(64, block_r, bk, 4, elem_bytes) <= limit), 32
+    )
+    if elem_bytes == 4:
+        block_k = min(block_k, 32)  # FMA dot: operands in registers
     return ShrinkConfig(64, block_k, block_r, 4, 4)
 
 
@@ -263,7 +297,7 @@ def choose_strategy(
         return "plain"
     if r > FUSED_MAX_RANK:
         return "shrink_expand"
-    block_n = gemm_config(m, n, k, r, capability, "fused").block_n
+    block_n = gemm_config(m, n, k, r, capability, "fused", elem_bytes).block_n
     costs = strategy_costs(m, n, k, r, block_n, elem_bytes, hardware_model(capability))
     return "fused" if costs["fused"] < costs["shrink_expand"] else "shrink_expand"
 
@@ -312,12 +346,13 @@ def fp8_strategy(
 
 
 def fp8_gemm_config(
-    m: int, n: int, k: int, r: int, capability: tuple[int, int] | None, strategy: str, mode: str
+    m: int, n: int, k: int, r: int, capability: tuple[int, int] | None, strategy: str, mode: str,
+    elem_bytes: int = 2,
 ) -> GemmConfig:
-    """GEMM tiles for an FP8 base (module doc)."""
+    """GEMM tiles for an FP8 base (module doc); ``elem_bytes``: x's element size."""
     _check_fp8_mode(mode)
     if mode == "w8a16":
-        g = gemm_config(m, n, k, r, capability, strategy)
+        g = gemm_config(m, n, k, r, capability, strategy, elem_bytes)
         if capability is not None and capability < (8, 9) and g.block_k == 64:
             # sm_80 converts the weight bytes with integer ops in registers, on top of
             # mma.sync's register-held accumulators: with 64-wide K steps the audit saw

@@ -13,10 +13,14 @@ memory-bound stream over x (M*K*e bytes) whose MMA work is R/N of the base GEMM.
 
 ``_lora_gemm_kernel``: the base GEMM, with the LoRA term selected at compile time by
 ``LORA``: 0 = none (R = 0 costs exactly the base GEMM: no LoRA instruction is compiled
-in), 1 = expand a precomputed T in the epilogue (strategy "shrink_expand"), 2 = compute T
-in the same K loop from the x tile already loaded (strategy "fused"). heuristics.py has the
-rule and its FLOP/byte arithmetic. y is written exactly once, after
-``acc (* w_s) + T B^T + b``.
+in), 1 = expand a precomputed T (strategy "shrink_expand"): for 16-bit bases the
+accumulator *starts* from T B^T, so the T / B loads are issued with the tile, not after
+the main loop; FP8 bases (whose scale multiplies x W^T only) expand in the epilogue.
+2 = compute T in the same K loop from the x tile already loaded (strategy "fused").
+heuristics.py has the rule and its FLOP/byte arithmetic. y is written exactly once,
+after ``acc (* w_s) + T B^T + b``. This is the sm_80 / sm_89 kernel (and any shape the
+persistent sm_90 kernel cannot take, persistent_gemm.py); the first-use choice
+(selection.py) may still prefer cuBLAS on the user's GPU.
 
 Design choices, with the reasons:
 - Rows past M and columns past N are wrapped (``% M``, ``% N``) instead of masked in the K
@@ -35,12 +39,10 @@ Design choices, with the reasons:
   the per-output-channel fp32 scale w_s when ``HAS_W_SCALE``. Every mode but 0 is
   compiled only for FP8 calls: the 16-bit kernels are unchanged by them.
 - fp32 inputs use ``input_precision`` "ieee" unless torch allows TF32 for fp32 matmuls
-  (``torch.get_float32_matmul_precision() != "highest"``), matching torch's own matmul.
-- The Triton interpreter computes bf16 ``tl.dot`` on the raw uint16 bit patterns (triton
-  issue 11584; results ~1e10). ``UPCAST_DOT`` (a constexpr set only when interpreting bf16)
-  casts the operands to fp32 before the dot: a bf16 value is exact in fp32 and its
-  products are exact in fp32, so this equals a bf16 MMA with fp32 accumulation up to
-  summation order. On a GPU the flag is off and the compiled kernel is unchanged.
+  (``torch.get_float32_matmul_precision() != "highest"``), matching torch's own matmul;
+  their tiles are sized for 4-byte elements (heuristics.py).
+- bf16 under the interpreter: ``UPCAST_DOT`` (tile_ops.py).
+- Bias and per-channel scales are read through their own strides.
 
 The SASS of every variant (tensor-core MMA kind, spills, registers, shared memory per
 architecture) is audited ahead of time by ``python -m benchmarks.kernel_audit``; its
@@ -51,17 +53,18 @@ Inference only: nothing here records autograd history.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import math
 
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents
 
 from .checks import check_lora_linear_args
 from .errors import BackendUnavailableError
+from .launching import INTERPRETED, as_batched_rows, capability, launch, on_device, precision
+from .tile_ops import _expand, _load_base_tile, _load_k_tile, _mma, _x_row_offsets
 from .heuristics import (
     FUSED_MAX_RANK,
     STRATEGIES,
@@ -76,72 +79,6 @@ __all__ = ["lora_linear_triton", "LaunchPlan", "plan_launch", "INTERPRETED"]
 
 
 @triton.jit
-def _mma(a, b, acc, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr):
-    """acc + a @ b with fp32 accumulation (see the module doc for UPCAST_DOT)."""
-    if UPCAST_DOT:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
-    else:
-        return tl.dot(a, b, acc, input_precision=PRECISION)
-
-
-@triton.jit
-def _load_k_tile(ptrs, k_mask, EVEN_K: tl.constexpr):
-    """One K step of an activation / LoRA tile; masked only when K is ragged."""
-    if EVEN_K:
-        return tl.load(ptrs)
-    else:
-        return tl.load(ptrs, mask=k_mask, other=0.0)
-
-
-@triton.jit
-def _e4m3_bytes_to(b, like):
-    """float8_e4m3fn bit patterns (uint8) -> exact values in ``like``'s dtype, integer ops only.
-
-    For GPUs that refuse ``fp8e4nv`` pointers (sm_80). e4m3 is 1 sign, 4 exponent (bias
-    7), 3 mantissa bits. Placed into an fp16 pattern as sign << 15 | (byte & 0x7F) << 7,
-    exponent and mantissa land on fp16's low exponent / high mantissa bits, which encodes
-    value * 2^-8 for every finite byte, subnormals included (e4m3's exponent-0 numbers
-    m * 2^-9 become fp16 subnormals m * 2^-17); times 256 (a power of two) restores the
-    value exactly. 0x7F / 0xFF are NaN in e4m3fn (it has no infinities).
-    """
-    b16 = b.to(tl.uint16)
-    h = ((b16 & 0x80) << 8) | ((b16 & 0x7F) << 7)
-    h = tl.where((b16 & 0x7F) == 0x7F, h | 0x7E00, h)  # fp16 NaN
-    # fp16 -> fp32 keeps fp16 subnormals exactly; the product is a normal fp32 number.
-    v = h.to(tl.float16, bitcast=True).to(tl.float32) * 256.0
-    return v.to(like.dtype)
-
-
-@triton.jit
-def _load_base_tile(ptrs, k_mask, like, EVEN_K: tl.constexpr, BASE: tl.constexpr):
-    """One K step of the base weight tile W^T [BLOCK_K, BLOCK_N], ready for the MMA with
-    ``like`` (the x tile of the same step).
-
-    BASE 0: W in x's dtype. BASE 1 (FP8 W8A16): float8_e4m3fn loaded and upcast in
-    registers to x's dtype (exact: every e4m3 value is an fp16/bf16/fp32 value). BASE 2
-    (W8A16 where fp8 pointers are refused, sm_80): the same bytes read as uint8 and
-    converted by :func:`_e4m3_bytes_to`. BASE 3 (W8A8): the fp8 tile as is, for the fp8 x
-    fp8 MMA. The per-channel scale is the epilogue's HAS_W_SCALE step.
-    """
-    if EVEN_K:
-        w = tl.load(ptrs)
-    else:
-        w = tl.load(ptrs, mask=k_mask, other=0.0)
-    if BASE == 1:
-        w = w.to(like.dtype)
-    elif BASE == 2:
-        w = _e4m3_bytes_to(w, like)
-    return w
-
-
-@triton.jit
-def _x_row_offsets(offs_m, M, S, stride_xb, stride_xs):
-    """Element offsets of rows ``offs_m`` of x seen as [M/S, S, K]; rows >= M wrap around."""
-    rows = (offs_m % M).to(tl.int64)
-    return (rows // S) * stride_xb + (rows % S) * stride_xs
-
-
-@triton.jit
 def _lora_shrink_kernel(
     x_ptr, a_ptr, c_ptr, t_ptr,
     M, K, R, S,
@@ -151,7 +88,11 @@ def _lora_shrink_kernel(
     stride_tm, stride_tr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
     EVEN_K: tl.constexpr, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr,
+    LAUNCH_DEPENDENTS: tl.constexpr = False,
 ):  # fmt: skip
+    if LAUNCH_DEPENDENTS:
+        # PDL: let the GEMM that reads T launch now (it waits for T with gdc_wait).
+        gdc_launch_dependents()
     pid_m = tl.program_id(0)
     pid_r = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -187,11 +128,12 @@ def _lora_gemm_kernel(
     stride_tm, stride_tr,
     stride_ar, stride_ak,
     stride_bn, stride_br,
-    stride_c,
+    stride_c, stride_bias, stride_ws,
     stride_ym, stride_yn,
     LORA: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_W_SCALE: tl.constexpr, BASE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, UPCAST_DOT: tl.constexpr, PRECISION: tl.constexpr,
+    EXPAND_FIRST: tl.constexpr = True,
 ):  # fmt: skip
     # W8A8 reads the quantized x: the LoRA must see the unquantized x (precomputed T).
     tl.static_assert(BASE != 3 or LORA != 2, "the fused LoRA strategy cannot read an fp8 x")
@@ -212,7 +154,18 @@ def _lora_gemm_kernel(
 
     x_ptrs = x_ptr + _x_row_offsets(offs_m, M, S, stride_xb, stride_xs)[:, None] + offs_k[None, :] * stride_xk
     w_ptrs = w_ptr + (offs_n % N).to(tl.int64)[None, :] * stride_wn + offs_k[:, None] * stride_wk
+    t_rows = (offs_m % M).to(tl.int64)[:, None] * stride_tm
+    b_cols = (offs_n % N).to(tl.int64)[None, :] * stride_bn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if LORA == 1:
+        if EXPAND_FIRST and not HAS_W_SCALE and BASE != 3:
+            # The expand first (LoRAFusion style): its T / B loads start with the tile instead
+            # of trailing the main loop, and the K loop accumulates onto T B^T. Scaled bases
+            # (FP8) expand in the epilogue: the scale multiplies x W^T only. sm_80 too: there
+            # mma.sync holds the accumulator in registers and expand-first at 128 x 256
+            # spilled (20 LDL/STL at 254 registers; 0 with the epilogue expand).
+            acc = _expand(acc, t_ptr, b_ptr, t_rows, b_cols, R, stride_tr, stride_br, offs_r, BLOCK_R,
+                          UPCAST_DOT, PRECISION)  # fmt: skip
     if LORA == 2:
         a_ptrs = a_ptr + (offs_r % R).to(tl.int64)[None, :] * stride_ar + offs_k[:, None] * stride_ak
         acc_t = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
@@ -229,40 +182,38 @@ def _lora_gemm_kernel(
         x_ptrs += BLOCK_K * stride_xk
         w_ptrs += BLOCK_K * stride_wk
 
-    # Epilogue, all in fp32: (* w_s) (* x_s) + T B^T + b, then one rounding and one store of y.
+    # Epilogue, all in fp32: (* w_s) (* x_s) (+ T B^T) + b, then one rounding and one store of y.
     if HAS_W_SCALE:
-        w_scale = tl.load(w_scale_ptr + offs_n, mask=offs_n < N, other=0.0)
+        w_scale = tl.load(w_scale_ptr + offs_n * stride_ws, mask=offs_n < N, other=0.0)
         acc = acc * w_scale[None, :]
     if BASE == 3:
         x_scale = tl.load(x_scale_ptr + offs_m % M)
         acc = acc * x_scale[:, None]
-    b_cols = (offs_n % N).to(tl.int64)[None, :] * stride_bn
     if LORA == 1:
-        t_rows = (offs_m % M).to(tl.int64)[:, None] * stride_tm
-        for r0 in range(0, R, BLOCK_R):
-            r_ok = (r0 + offs_r) < R
-            t = tl.load(t_ptr + t_rows + (r0 + offs_r)[None, :] * stride_tr, mask=r_ok[None, :], other=0.0)
-            bt = tl.load(b_ptr + b_cols + (r0 + offs_r)[:, None] * stride_br, mask=r_ok[:, None], other=0.0)
-            acc = _mma(t, bt, acc, UPCAST_DOT, PRECISION)
+        if not EXPAND_FIRST or HAS_W_SCALE or BASE == 3:
+            acc = _expand(acc, t_ptr, b_ptr, t_rows, b_cols, R, stride_tr, stride_br, offs_r, BLOCK_R,
+                          UPCAST_DOT, PRECISION)  # fmt: skip
     if LORA == 2:
         c = tl.load(c_ptr + offs_r * stride_c, mask=offs_r < R, other=0.0)
         t = (acc_t * c[None, :]).to(y_ptr.dtype.element_ty)
         bt = tl.load(b_ptr + b_cols + offs_r[:, None] * stride_br, mask=(offs_r < R)[:, None], other=0.0)
         acc = _mma(t, bt, acc, UPCAST_DOT, PRECISION)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
+        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)
         acc += bias.to(tl.float32)[None, :]
 
     y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
 
+def _expand_first_on(cap: tuple[int, int] | None) -> bool:
+    """Whether the classic kernel starts its accumulator from T B^T (sm_89+, the interpreter)."""
+    return cap is None or cap >= (8, 9)
+
+
 # The GEMM kernel's LORA constexpr for each strategy.
 LORA_MODES = {"plain": 0, "shrink_expand": 1, "fused": 2}
 
-# True when the kernels above were wrapped by the interpreter (TRITON_INTERPRET was set at
-# import): only then can they run on CPU tensors.
-INTERPRETED = not isinstance(_lora_gemm_kernel, triton.runtime.JITFunction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,12 +223,6 @@ class LaunchPlan:
     strategy: str  # "plain" | "shrink_expand" | "fused"
     gemm: GemmConfig
     shrink: ShrinkConfig | None  # only for "shrink_expand"
-
-
-def _capability(device: torch.device) -> tuple[int, int] | None:
-    if device.type != "cuda":
-        return None
-    return torch.cuda.get_device_capability(device)
 
 
 def plan_launch(
@@ -306,7 +251,7 @@ def _auto_plan(m: int, n: int, k: int, r: int, dtype: torch.dtype, device: torch
 def _plan(m, n, k, r, dtype, device, strategy, gemm, shrink) -> LaunchPlan:
     from .tuned_configs import tuned_plan  # local: reads JSON files only when a plan is needed
 
-    cap = _capability(device)
+    cap = capability(device)
     elem = torch.empty((), dtype=dtype).element_size()
     if strategy is None:
         tuned = tuned_plan(device, m, n, k, r, dtype) if gemm is None and shrink is None else None
@@ -319,38 +264,14 @@ def _plan(m, n, k, r, dtype, device, strategy, gemm, shrink) -> LaunchPlan:
         raise ValueError(f"strategy {strategy!r} does not apply to rank {r} ('plain' is for R = 0 only)")
     if strategy == "fused" and r > FUSED_MAX_RANK:
         raise ValueError(f"strategy 'fused' holds the whole rank in one tile: R <= {FUSED_MAX_RANK}, got {r}")
-    gemm = gemm or gemm_config(m, n, k, r, cap, strategy)
+    gemm = gemm or gemm_config(m, n, k, r, cap, strategy, elem)
     if strategy == "fused" and gemm.block_r < r:
         raise ValueError(f"strategy 'fused' needs GemmConfig.block_r >= R = {r}, got {gemm.block_r}")
     if strategy == "shrink_expand":
-        shrink = shrink or shrink_config(m, k, r, cap)
+        shrink = shrink or shrink_config(m, k, r, cap, elem)
     else:
         shrink = None
     return LaunchPlan(strategy, gemm, shrink)
-
-
-def _as_batched_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """x [..., K] as a [B, S, K] view (no copy) and S; copies only if no such view exists."""
-    k = x.shape[-1]
-    if x.dim() == 1:
-        return x.view(1, 1, k), 1
-    if x.dim() == 2:
-        return x.unsqueeze(0), x.shape[0]
-    s = x.shape[-2]
-    # The batch count spelled out (not -1): with S = 0 (an empty token set) -1 is ambiguous.
-    b = math.prod(x.shape[:-2])
-    try:
-        return x.view(b, s, k), s  # leading dims collapse onto one stride
-    except RuntimeError:
-        # e.g. a 4-D x whose two leading dims cannot merge: one copy, documented cost.
-        x3 = x.reshape(b, s, k)
-        return x3, s
-
-
-def _precision(dtype: torch.dtype) -> str:
-    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
-        return "ieee"
-    return "tf32"  # ignored by Triton for fp16/bf16 operands
 
 
 def lora_linear_triton(
@@ -387,14 +308,14 @@ def lora_linear_triton(
             "the Triton kernels were imported without TRITON_INTERPRET=1, so they cannot run "
             "on CPU tensors; set it before vidlora's kernels are first imported"
         )
-    x3, s = _as_batched_rows(x)
+    x3, s = as_batched_rows(x)
     m = x3.shape[0] * x3.shape[1]
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
         return y.view(*x.shape[:-1], n)
     plan = plan_launch(m, n, k, r, x.dtype, x.device, strategy, gemm, shrink)
-    flags = dict(UPCAST_DOT=INTERPRETED and x.dtype == torch.bfloat16, PRECISION=_precision(x.dtype))
-    with _on_device(x.device):
+    flags = dict(UPCAST_DOT=INTERPRETED and x.dtype == torch.bfloat16, PRECISION=precision(x.dtype))
+    with on_device(x.device):
         if plan.strategy == "shrink_expand":
             t = torch.empty((m, r), dtype=x.dtype, device=x.device)
             _launch_shrink(plan.shrink, x3, lora_a, lora_scale, t, m, k, r, s, flags)
@@ -405,37 +326,35 @@ def lora_linear_triton(
             # LORA = 0 kernel never reads these arguments.
             lora_a, lora_b, lora_scale = y, y, y[0]
         _launch_gemm(plan.gemm, LORA_MODES[plan.strategy], x3, weight, bias, weight_scale, t, lora_a, lora_b,
-                     lora_scale, y, m, n, k, r, s, flags)  # fmt: skip
+                     lora_scale, y, m, n, k, r, s, flags, expand_first=_expand_first_on(capability(x.device)))  # fmt: skip
     return y.view(*x.shape[:-1], n)
 
 
-def _on_device(device: torch.device):
-    # Triton launches on the current CUDA device: make it x's (cuda:1 tensors while
-    # cuda:0 is current would otherwise fault).
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def _launch_shrink(sh: ShrinkConfig, x3, lora_a, lora_scale, t, m, k, r, s, flags) -> None:
+def _launch_shrink(sh: ShrinkConfig, x3, lora_a, lora_scale, t, m, k, r, s, flags, launch_dependents=False) -> None:
     grid = (triton.cdiv(m, sh.block_m), triton.cdiv(r, sh.block_r))
-    _lora_shrink_kernel[grid](
+    args = (
         x3, lora_a, lora_scale, t,
         m, k, r, s,
         x3.stride(0), x3.stride(1), x3.stride(2),
         lora_a.stride(0), lora_a.stride(1),
         lora_scale.stride(0),
         t.stride(0), t.stride(1),
-        BLOCK_M=sh.block_m, BLOCK_K=sh.block_k, BLOCK_R=sh.block_r, EVEN_K=k % sh.block_k == 0,
-        num_warps=sh.num_warps, num_stages=sh.num_stages, **flags,
     )  # fmt: skip
+    kwargs = dict(BLOCK_M=sh.block_m, BLOCK_K=sh.block_k, BLOCK_R=sh.block_r, EVEN_K=k % sh.block_k == 0,
+                  num_warps=sh.num_warps, num_stages=sh.num_stages, **flags)  # fmt: skip
+    if launch_dependents:
+        kwargs["LAUNCH_DEPENDENTS"] = True
+    launch(_lora_shrink_kernel, grid, args, kwargs, x3.device)
 
 
 def _launch_gemm(g: GemmConfig, lora_mode, x3, weight, bias, weight_scale, t, lora_a, lora_b, lora_scale, y,
-                 m, n, k, r, s, flags, base: int = 0, x_scale=None) -> None:  # fmt: skip
+                 m, n, k, r, s, flags, base: int = 0, x_scale=None, expand_first: bool = True) -> None:  # fmt: skip
     """One GEMM launch. ``base`` is the kernel's BASE mode (see ``_load_base_tile``); with
     BASE 3, ``x3`` holds the fp8 x and ``x_scale`` its per-row scales. Unused pointer
-    arguments get a valid stand-in (never read: the constexpr flags compile them out)."""
+    arguments get a valid stand-in (never read: the constexpr flags compile them out).
+    Bias and weight scales are read through their strides (a strided slice works)."""
     grid = (triton.cdiv(m, g.block_m) * triton.cdiv(n, g.block_n),)
-    _lora_gemm_kernel[grid](
+    args = (
         x3, weight, bias if bias is not None else y, weight_scale if weight_scale is not None else lora_scale,
         x_scale if x_scale is not None else lora_scale, t, lora_a, lora_b, lora_scale, y,
         m, n, k, r, s,
@@ -444,10 +363,14 @@ def _launch_gemm(g: GemmConfig, lora_mode, x3, weight, bias, weight_scale, t, lo
         t.stride(0), t.stride(1),
         lora_a.stride(0), lora_a.stride(1),
         lora_b.stride(0), lora_b.stride(1),
-        lora_scale.stride(0),
+        lora_scale.stride(0), bias.stride(0) if bias is not None else 1,
+        weight_scale.stride(0) if weight_scale is not None else 1,
         y.stride(0), y.stride(1),
+    )  # fmt: skip
+    kwargs = dict(
         LORA=lora_mode, HAS_BIAS=bias is not None, HAS_W_SCALE=weight_scale is not None, BASE=base,
         BLOCK_M=g.block_m, BLOCK_N=g.block_n, BLOCK_K=g.block_k, BLOCK_R=g.block_r,
-        GROUP_M=g.group_m, EVEN_K=k % g.block_k == 0,
+        GROUP_M=g.group_m, EVEN_K=k % g.block_k == 0, EXPAND_FIRST=expand_first,
         num_warps=g.num_warps, num_stages=g.num_stages, **flags,
     )  # fmt: skip
+    launch(_lora_gemm_kernel, grid, args, kwargs, x3.device)

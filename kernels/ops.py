@@ -32,7 +32,7 @@ if __name__ != "vidlora.kernels.ops":
     # op bound to a second backend state: see vidlora/kernels/__init__.py.
     raise ImportError(f"import vidlora.kernels.ops, not {__name__} (this folder is vidlora.kernels)")
 
-from .backend import resolve_backend
+from .backend import get_backend, resolve_backend
 from .checks import check_lora_linear_args
 from .reference import lora_linear_reference
 
@@ -51,6 +51,13 @@ def lora_linear_op(
     """y = x W^T + b + ((x A^T) * c) B^T on the backend selected for x's device."""
     dims = check_lora_linear_args(x, weight, bias, lora_a, lora_b, lora_scale)
     if resolve_backend(x.device) == "triton":
+        if x.device.type == "cuda":
+            # The first-use choice (selection.py): the fastest correct path of this shape
+            # class on this GPU, Triton or cuBLAS; only Triton when VIDLORA_BACKEND=triton.
+            from .selection import run_chosen
+
+            return run_chosen("lora_linear", (x, weight, bias, lora_a, lora_b, lora_scale),
+                              forced=get_backend() == "triton")  # fmt: skip
         # Imported on first use: importing Triton costs ~0.5 s and is never needed on CPU.
         from .lora_gemm import lora_linear_triton
 

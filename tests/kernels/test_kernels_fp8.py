@@ -41,7 +41,8 @@ from vidlora.kernels.fp8_gemm import (
 )
 from vidlora.kernels.fp8_reference import lora_linear_fp8_reference, quantize_rows_e4m3
 from vidlora.kernels.heuristics import GemmConfig, QuantConfig, ShrinkConfig, pad_rank
-from vidlora.kernels.lora_gemm import INTERPRETED, _e4m3_bytes_to
+from vidlora.kernels.launching import INTERPRETED
+from vidlora.kernels.tile_ops import _e4m3_bytes_to
 from helpers.metrics import sqnr_db
 
 pytestmark = pytest.mark.skipif(not INTERPRETED, reason="needs TRITON_INTERPRET=1 before import (conftest.py)")
