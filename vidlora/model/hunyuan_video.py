@@ -201,5 +201,6 @@ HUNYUAN_VIDEO = FamilySpec(
     lora_signals=_lora_signals,
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
+    comfy_hint=COMFY_HINT,
     scheme_label=_scheme_label,
 )

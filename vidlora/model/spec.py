@@ -102,16 +102,23 @@ class FamilySpec:
     # (reader kind, keys, module names, dotted key prefixes) -> label.
     original_hint: str | None = None
     diffusers_hint: str | None = None
+    # ComfyUI's own spellings among the original names (Hunyuan ``img_attn.qkv`` for
+    # Tencent's ``img_attn_qkv``): which spelling a ComfyUI-named file is written with.
+    comfy_hint: str | None = None
     scheme_label: Callable[[str, list[str], list[str], set[str]], str] = lambda kind, keys, modules, prefixes: kind
 
     def __post_init__(self) -> None:
-        for name in ("original_hint", "diffusers_hint"):
+        for name in ("original_hint", "diffusers_hint", "comfy_hint"):
             value = getattr(self, name)
             object.__setattr__(self, f"_{name}_re", re.compile(value) if value else None)
 
     def looks_original(self, module: str) -> bool:
         """The module name uses this family's original naming (not shared with diffusers)."""
         return self._original_hint_re is not None and bool(self._original_hint_re.match(module))
+
+    def looks_comfy(self, module: str) -> bool:
+        """The original module name is ComfyUI's spelling (where it has its own)."""
+        return self._comfy_hint_re is not None and bool(self._comfy_hint_re.match(module))
 
     def looks_diffusers(self, module: str) -> bool:
         """The module name uses this family's diffusers naming (not shared with the original)."""
