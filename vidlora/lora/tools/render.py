@@ -146,6 +146,7 @@ class _Renderer:
         for path in sorted(self.part.modules, key=_natural):
             low = self.part.modules[path]
             if self.naming.names == "diffusers":
+                low = self._trimmed(path, low)
                 self._put(path + self.naming.down, low.down)
                 self._put(path + self.naming.up, low.up)
                 alpha = _alpha_out(low)
@@ -164,19 +165,35 @@ class _Renderer:
         for name in sorted(fused, key=_natural):
             self._fused(places[name], fused[name])
 
+    def _trimmed(self, path: str, low: LowRank) -> LowRank:
+        """A piece of a fused original keeps only the ranks its rows use: a block-diagonal
+        fused LoRA (per-piece A's written exactly) gives each piece all the A rows and
+        zeros in the other pieces' B columns; dropping those is exact."""
+        place = module_place(self.spec, path)
+        if place is None or place.index is None:
+            return low
+        used = low.up.reshape(low.up.shape[0], low.rank).abs().sum(0) != 0
+        if bool(used.all()) or not bool(used.any()):
+            return low
+        kept = LowRank(down=low.down[used], up=low.up[:, used], alpha=None, scale=low.scale, source_keys=low.source_keys)
+        kept.alpha = _alpha_out(kept)
+        return kept
+
     def _fused(self, place: Place, pieces: dict[int, tuple[str, LowRank]]) -> None:
         lows = {i: low for i, (_, low) in pieces.items()}
         first = lows[min(lows)]
-        shared = len(lows) == place.count and all(
+        shared = all(
             (low.down is first.down or torch.equal(low.down, first.down))
             and low.scale == first.scale and _alpha_out(low) == _alpha_out(first)
             for low in lows.values()
         )
         name = self._name(place.name)
-        if shared:
-            self._lora(name, first.down, torch.cat([lows[i].up for i in range(place.count)]), _alpha_out(first), first.scale)
-            return
         rows = self._piece_rows(place, {i: low.out_features for i, low in lows.items()})
+        if shared and (len(lows) == place.count or rows is not None):
+            # one A for every piece: B pieces stacked by rows (a missing piece is zero rows)
+            ups = [lows[i].up if i in lows else first.up.new_zeros(rows[i], first.rank) for i in range(place.count)]
+            self._lora(name, first.down, torch.cat(ups), _alpha_out(first), first.scale)
+            return
         if rows is None:
             for path, _ in pieces.values():
                 self.unsupported.append((path, f"fusing into {place.name}: the row count of a missing piece is "
