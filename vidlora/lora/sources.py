@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidlora.common.cache_dir import vidlora_cache_dir
+from vidlora.common.hub import hf_endpoint, hub_offline, is_reachable
+from vidlora.common.progress import progress_bar
 from vidlora.errors import SourceError, UnsafeFileError, VidloraError
 
 __all__ = [
@@ -57,7 +60,6 @@ __all__ = [
 CIVITAI_API_ENV = "VIDLORA_CIVITAI_API"
 CIVITAI_TOKEN_ENV = "CIVITAI_TOKEN"
 _CIVITAI_DEFAULT_API = "https://civitai.com"
-_HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 # safetensors' own reader refuses headers above 100 MB; a LoRA header is a few hundred KB.
@@ -65,7 +67,6 @@ _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _CHUNK_BYTES = 1 << 20
 _DOWNLOAD_ATTEMPTS = 3  # a transfer cut this many times in one call is reported, not retried forever
 _TIMEOUT_S = 30.0
-_PROBE_TIMEOUT_S = 3.0
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[^\s]+)?$")
 _CIVITAI_REF = re.compile(r"^civitai:(\d+)?(?:@(\d+))?$")
 # A strength is a float or a comma list of floats; text made only of these characters
@@ -91,34 +92,6 @@ class ResolvedSource:
     origin: str
     trigger_words: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def vidlora_cache_dir() -> Path:
-    """vidlora's cache root: ``$VIDLORA_CACHE``, ``$XDG_CACHE_HOME/vidlora`` or ``~/.cache/vidlora``."""
-    if os.environ.get("VIDLORA_CACHE"):
-        return Path(os.environ["VIDLORA_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vidlora"
-
-
-def hf_endpoint() -> str:
-    """The Hugging Face Hub base URL: ``$HF_ENDPOINT`` read now (huggingface_hub reads it
-    once, at import), else https://huggingface.co."""
-    return os.environ.get("HF_ENDPOINT", _HF_DEFAULT_ENDPOINT).rstrip("/")
-
-
-def is_reachable(url: str) -> bool:
-    """Whether a TCP connection to ``url``'s host opens within 3 s (True behind a proxy,
-    where a direct connection proves nothing)."""
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    parsed = urllib.parse.urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
 
 
 def parse_lora_spec(spec: str) -> tuple[str, float | list[float]]:
@@ -302,7 +275,7 @@ def _resolve_hub(ref: str, cache: Path | None) -> ResolvedSource:
             raise SourceError(f"Hub source {ref!r} must name a .safetensors file (owner/repo/path/file.safetensors)")
     # huggingface_hub retries a refused connection 5 times with backoff (~25 s per call);
     # one quick probe tells "offline" apart so that the cache answers at once instead.
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not is_reachable(endpoint)
+    offline = hub_offline(endpoint)
     if filename is None:
         filename = _single_hub_safetensors(HfApi(endpoint=endpoint), repo_id, where, hf_cache, offline)
     try:
@@ -626,7 +599,7 @@ def _fetch_once(url: str, part: Path, *, progress: bool, what: str, token: str |
         _atomic_write_text(meta_path, json.dumps({"validator": validator, "total": total}))
         received = have
         problem = ""
-        with open(part, "ab" if resumed else "wb") as out, _progress_bar(progress, what, total, have) as advance:
+        with open(part, "ab" if resumed else "wb") as out, progress_bar(f"download {_short(what)}", total, unit="bytes", completed=have, enabled=progress) as advance:
             try:
                 while True:
                     chunk = response.read(_CHUNK_BYTES)
@@ -688,26 +661,6 @@ def _connection_error(exc: BaseException, what: str, url: str) -> SourceError:
     return SourceError(f"{what}: cannot reach {host} ({reason}); check the network (offline?)")
 
 
-def _progress_bar(enabled: bool, what: str, total: int | None, done: int):
-    import contextlib
-
-    if not enabled:
-        return contextlib.nullcontext(lambda n: None)
-
-    @contextlib.contextmanager
-    def bar():
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
-            label = what if len(what) <= 48 else "..." + what[-45:]
-            task = prog.add_task(f"download {label}", total=total, completed=done)
-            yield lambda n: prog.advance(task, n)
-
-    return bar()
-
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -763,6 +716,10 @@ def _redact(url: str) -> str:
     if parsed.port:
         netloc += f":{parsed.port}"
     return urllib.parse.urlunparse(parsed._replace(netloc=netloc, query=clean))
+
+
+def _short(what: str) -> str:
+    return what if len(what) <= 48 else "..." + what[-45:]
 
 
 def _sha256_file(path: Path) -> str:
