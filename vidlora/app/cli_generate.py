@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidlora.common.text import format_bytes
 from vidlora.errors import VidloraError
 
 __all__ = ["run_generate", "LoraRequest"]
@@ -264,8 +265,7 @@ def _print_loaded(console, reqs, handle, report) -> None:
 def _print_summary(console, path, frames, fps, width, height, elapsed, reqs, report) -> None:
     base = []
     for key, m in report["models"].items():
-        gb = m["base_bytes"] / 1e9
-        base.append(f"{key}: {m['base_dtype']} {gb:.2f} GB" if gb >= 0.01 else f"{key}: {m['base_dtype']} {m['base_bytes'] / 1e6:.2f} MB")
+        base.append(f"{key}: {m['base_dtype']} {format_bytes(m['base_bytes'])}")
     loras = ", ".join(f"{r.name}:{r.weight}" for r in reqs) or "none"
     console.print(f"wrote {path}: {frames} frames {width}x{height} at {fps:g} fps, {elapsed:.1f} s", style="green")
     console.print(f"  LoRAs: {loras}")

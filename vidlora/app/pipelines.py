@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vidlora.common.hub import hf_endpoint, hub_offline
+from vidlora.common.progress import progress_bar
 from vidlora.errors import SourceError, VidloraError
 
 __all__ = [
@@ -311,7 +313,7 @@ def generate(
     if flow_shift is not None:
         pipe.scheduler = _scheduler_with_shift(pipe.scheduler, info, flow_shift)
     try:
-        with _step_progress(progress, steps) as advance:
+        with progress_bar("denoising", steps, enabled=progress) as advance:
             def on_step_end(_pipe, step, _timestep, tensors):
                 advance()
                 if callback is not None:
@@ -448,10 +450,8 @@ def _folder_configs(folder: Path) -> dict[str, Any]:
 def _hub_configs(repo_id: str) -> dict[str, Any]:
     from huggingface_hub import hf_hub_download
 
-    from vidlora.lora.sources import hf_endpoint, is_reachable
-
     endpoint = hf_endpoint()
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not is_reachable(endpoint)
+    offline = hub_offline(endpoint)
 
     def fetch(rel: str) -> dict[str, Any]:
         try:
@@ -494,9 +494,7 @@ def _from_pretrained(info: ModelInfo, location: str, dtype: Any):
         dtypes = {"default": dtype, "vae": torch.float32, "image_encoder": torch.float32}
     kwargs: dict[str, Any] = {}
     if not Path(location).exists():
-        from vidlora.lora.sources import hf_endpoint, is_reachable
-
-        kwargs["local_files_only"] = not is_reachable(hf_endpoint())
+        kwargs["local_files_only"] = hub_offline()
     try:
         return cls.from_pretrained(location, **_dtype_kwarg(dtypes), **kwargs)
     except (OSError, ValueError, EnvironmentError, KeyError) as exc:
@@ -543,25 +541,6 @@ def _scheduler_with_shift(scheduler, info: ModelInfo, flow_shift: float):
     if key == "shift" and scheduler.config.get("use_dynamic_shifting", False):
         raise VidloraError(f"flow_shift: the scheduler of {info.family} computes its shift per resolution (dynamic shifting)")
     return type(scheduler).from_config(scheduler.config, **{key: float(flow_shift)})
-
-
-def _step_progress(enabled: bool, total: int):
-    import contextlib
-
-    if not enabled:
-        return contextlib.nullcontext(lambda: None)
-
-    @contextlib.contextmanager
-    def bar():
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        columns = (TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True)) as prog:
-            task = prog.add_task("denoising", total=total)
-            yield lambda: prog.advance(task)
-
-    return bar()
 
 
 def _first_line(exc: BaseException) -> str:

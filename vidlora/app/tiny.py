@@ -217,7 +217,7 @@ def tiny_pipeline_dir(kind: str, cache_dir: str | os.PathLike | None = None) -> 
     import transformers
 
     if cache_dir is None:
-        from vidlora.lora.sources import vidlora_cache_dir
+        from vidlora.common.cache_dir import vidlora_cache_dir
 
         cache_dir = vidlora_cache_dir()
     version = f"build{_TINY_BUILD}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
