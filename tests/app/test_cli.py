@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vidlora.app.cli import main
-from vidlora.app.demo import write_demo_assets
+from vidlora.app.tiny import write_demo_assets
 from vidlora.app.video import read_mp4_metadata
 
 
