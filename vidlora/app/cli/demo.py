@@ -8,7 +8,10 @@ The tiny model has random weights, so its video is a colour field that shows not
 itself. The demo therefore also renders the same seed and prompt with no LoRA and with
 the motion LoRA alone on the same patched model (``disable`` / ``enable``: no reload), and
 writes the three side by side beside ``--out`` (``demo.mp4`` -> ``demo-compare.mp4``:
-no LoRA | motion | motion + style), printing how far each column is from the others.
+no LoRA | motion | motion + style), printing how far each column is from the others. The
+tiny VAE's random weights keep the visible change small (a few levels of 255 even where
+the latents move by a quarter of their spread), so a second row shows each column's
+difference from the no-LoRA one, amplified ``DIFF_GAIN`` times.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from .generate_cmd import denoise, open_session, pick_device, read_loras, write_
 from .plan import GenerateRequest, check_output, plan_generation
 from .stages import stage
 
-__all__ = ["run_demo", "compare_path", "column_differences", "side_by_side", "COLUMNS", "COMPARE_GAP"]
+__all__ = ["run_demo", "compare_path", "column_differences", "comparison_video", "COLUMNS", "COMPARE_GAP", "DIFF_GAIN"]
 
 COLUMNS = ("no LoRA", "motion", "motion + style")
-COMPARE_GAP = 4  # white pixels between the columns of the comparison video
+COMPARE_GAP = 4  # white pixels between the columns (and rows) of the comparison video
+DIFF_GAIN = 10.0  # the bottom row shows |column - no LoRA| x this
 _PROMPT = "a yellow ball bouncing on a gradient, watercolor"
 _SEED = 7
 
@@ -75,9 +79,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
         metadata = {"columns": list(COLUMNS), "mean_abs_difference_0_255": diffs, "prompt": _PROMPT, "seed": _SEED,
                     "video": out.name}  # fmt: skip
-        write_mp4(side_by_side(list(columns.values())), compare, fps=plan.fps, metadata=metadata,
+        # quality 10 (CRF 0): the columns differ by a few levels of 255, which CRF 15 would blur
+        write_mp4(comparison_video(list(columns.values())), compare, fps=plan.fps, quality=10, metadata=metadata,
                   overwrite=args.overwrite)  # fmt: skip
-    say.print(f"wrote {compare}: {' | '.join(COLUMNS)} (left to right)", style="green")
+    say.print(f"wrote {compare}: {' | '.join(COLUMNS)} (left to right); below each, its difference from "
+              f"{COLUMNS[0]} x{DIFF_GAIN:g}", style="green")  # fmt: skip
     say.print("  mean |difference| per pixel (0-255): " + ", ".join(f"{k} {v:.1f}" for k, v in diffs.items()))
     return 0
 
@@ -92,11 +98,19 @@ def column_differences(columns: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def side_by_side(videos: list[np.ndarray]) -> np.ndarray:
-    """Videos [F, H, W, 3] of one shape, left to right, COMPARE_GAP white columns between them."""
-    f, h, _, c = videos[0].shape
-    gap = np.ones((f, h, COMPARE_GAP, c), dtype=videos[0].dtype)
-    parts = [videos[0]]
-    for v in videos[1:]:
-        parts += [gap, v]
-    return np.concatenate(parts, axis=2)
+def comparison_video(videos: list[np.ndarray]) -> np.ndarray:
+    """Videos [F, H, W, 3] of one shape left to right, COMPARE_GAP white pixels apart; below
+    them (after a white gap) each one's |difference| from the first, times DIFF_GAIN."""
+    f, h, w, c = videos[0].shape
+    white_col = np.ones((f, h, COMPARE_GAP, c), dtype=np.float32)
+
+    def row(frames: list[np.ndarray]) -> np.ndarray:
+        parts = [frames[0]]
+        for v in frames[1:]:
+            parts += [white_col, v]
+        return np.concatenate(parts, axis=2)
+
+    top = row([v.astype(np.float32) for v in videos])
+    bottom = row([np.clip(np.abs(v - videos[0]) * DIFF_GAIN, 0, 1).astype(np.float32) for v in videos])
+    white_row = np.ones((f, COMPARE_GAP, top.shape[2], c), dtype=np.float32)
+    return np.concatenate([top, white_row, bottom], axis=1)

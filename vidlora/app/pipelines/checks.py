@@ -55,17 +55,18 @@ def check_model_limits(info: ModelInfo, frames: int, width: int, height: int) ->
         return
     p_t, p_h, p_w = info.patch
     latent_frames = (frames + info.dropped_frames - 1) // info.vae_temporal + 1
-    grid = {
-        "frames": (latent_frames // p_t, frames, (limit * p_t - 1) * info.vae_temporal + 1),
-        "height": (height // info.vae_spatial // p_h, height, limit * p_h * info.vae_spatial),
-        "width": (width // info.vae_spatial // p_w, width, limit * p_w * info.vae_spatial),
-    }
-    for axis, (positions, asked, most) in grid.items():
-        if positions > limit:
-            raise VidloraError(
-                f"{axis} {asked} needs {positions} rotary positions; {info.source}'s transformer has "
-                f"rope_max_seq_len {limit} (at most {most} {'frames' if axis == 'frames' else 'pixels'})"
-            )
+    grid = (latent_frames // p_t, height // info.vae_spatial // p_h, width // info.vae_spatial // p_w)
+    if max(grid) <= limit:
+        return
+    over = [f"{axis} {asked}" for axis, asked, n in zip(("frames", "height", "width"), (frames, height, width), grid)
+            if n > limit]  # fmt: skip
+    most_frames = (limit * p_t - 1) * info.vae_temporal + 1
+    most_h, most_w = limit * p_h * info.vae_spatial, limit * p_w * info.vae_spatial
+    raise VidloraError(
+        f"{' and '.join(over)}: {width}x{height} at {frames} frames needs {grid[0]} x {grid[1]} x {grid[2]} rotary "
+        f"positions (frames x height x width); the transformer of {info.source} has rope_max_seq_len {limit} per axis: "
+        f"at most {most_frames} frames and {most_w}x{most_h} pixels"
+    )
 
 
 def check_flow_shift(flow_shift: float | None, info: ModelInfo | None = None) -> None:
