@@ -521,7 +521,7 @@ def test_hub_errors(server, tmp_path, monkeypatch):
 def test_adapters_add_and_read_lora_take_urls_and_hub_ids(server, tmp_path, monkeypatch):
     """`read_lora` and `Adapters.add` resolve remote sources through the same call."""
     import vidlora
-    from vidlora.app.demo import write_demo_assets
+    from vidlora.app.tiny import write_demo_assets
     from vidlora.app.tiny import tiny_transformer
 
     data = write_demo_assets(tmp_path / "assets")["motion"].read_bytes()
