@@ -15,8 +15,10 @@ date, versions, git commit) and, for ratios, the baseline measured in the same r
 (rows.py). A benchmark that fails leaves an ``error`` row and the others still run
 (exit status 1). Then report.py writes ``REPORT-<device>-<run id>.md`` and PNG plots.
 
-``--out``: default ``benchmarks/results`` in a source checkout (this folder sits next to
-``pyproject.toml``); from an installed package ``./vidlora-bench-results``, said on stderr.
+``--out``: default ``bench-results`` in the vidlora cache (``$VIDLORA_CACHE``, else
+``~/.cache/vidlora``), said on stderr, so a run never leaves untracked files in a checkout
+or the current folder. The committed results stay in ``benchmarks/results``; add a run to
+them with ``--out benchmarks/results``.
 
 ``VIDLORA_BENCH_BUDGET_S=540``: a time budget in seconds for the whole run (a lent GPU
 gives 10 minutes per command). Benchmarks, and the GPU forward stages and measured memory
@@ -81,15 +83,16 @@ ENTRIES: tuple[Entry, ...] = (
           _lazy("wrapped", "run_fp8_lora_error")),
     Entry("kernel_audit", "SASS of the AOT-compiled kernels for sm_80/89/90: MMA kind, spills, smem",
           _lazy("wrapped", "run_kernel_audit")),
+    Entry("cli_startup", "a bad command line's one-line error vs python -c 'import torch' (no GPU needed)",
+          _lazy("cli_startup")),
 )  # fmt: skip
 
 
 def default_out_dir() -> tuple[Path, str]:
-    """(folder, why): benchmarks/results in a checkout, else ./vidlora-bench-results."""
-    here = Path(__file__).resolve().parent
-    if (here.parent / "pyproject.toml").is_file() and (here / "harness.py").is_file():
-        return here / "results", "source checkout"
-    return Path.cwd() / "vidlora-bench-results", "installed package (pass --out to choose)"
+    """(folder, why): ``bench-results`` in the vidlora cache (see the module docstring)."""
+    from vidlora.common.cache_dir import vidlora_cache_dir
+
+    return vidlora_cache_dir() / "bench-results", "the vidlora cache; pass --out DIR to choose"
 
 
 def _error_row(ctx: RunContext, name: str, exc: BaseException) -> dict[str, Any]:
