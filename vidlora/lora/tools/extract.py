@@ -1,0 +1,266 @@
+"""``extract_lora``: a LoRA from the difference of two checkpoints of one family.
+
+    report = extract_lora("Wan2.1-T2V-14B-Diffusers", "distilled.safetensors", "distill_lora.safetensors", rank=32)
+
+Streamed tensor by tensor (checkpoints.py): for each Linear, base and tuned weights are
+read (fp32, fp8 dequantized), dW = tuned - base, and a randomized SVD (Halko et al.: a
+Gaussian sketch of rank + 8 columns, two power iterations, an exact SVD of the small
+projection) gives dW ~ U S V^T; the LoRA is B = U S^1/2, A = S^1/2 V^T with alpha = rank
+(scale 1). Peak memory is one Linear's pair and its delta (Wan 14B FFN: 3 x 283 MB in
+fp32), never a model. A fused original Linear (Hunyuan qkv / linear1 in a Tencent or
+ComfyUI checkpoint) is extracted as the one Linear it is there (one A for its pieces).
+
+Each module's error is measured on what is written (the factors as stored):
+||dW - B A||_F / ||dW||_F, computed in row blocks. ``include_diff`` also stores the exact
+differences of norms, biases, modulation tables and the patch embedding (diff / diff_b /
+diff_m). The report keeps every unit's time, so the time for a larger pair (Wan 14B) is
+projected from measured per-layer times (``ExtractReport.projected_seconds``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from vidlora.common.progress import progress_bar
+from vidlora.errors import VidloraError
+from vidlora.model import spec_for_arch
+
+from ..lora_file import LoRAFile, LowRank
+from .checkpoints import Checkpoint, open_checkpoints
+from .convert import write_parts
+from .output import check_destinations
+from .targets import TARGETS
+
+__all__ = ["extract_lora", "ExtractReport", "randomized_svd"]
+
+_OVERSAMPLE = 8
+_POWER_ITERS = 2
+_ROW_BLOCK = 4096  # rows per block of the error computation (Wan 14B FFN: 4096 x 5120 fp32 = 80 MB)
+
+
+def randomized_svd(a: torch.Tensor, rank: int, generator: torch.Generator | None = None):
+    """(U [m, k], S [k], Vt [k, n]) with k = min(rank, m, n): a Gaussian sketch of
+    rank + 8 columns, two power iterations (re-orthonormalized), SVD of Q^T a. Exact SVD
+    when the sketch would cover the smaller side anyway."""
+    m, n = a.shape
+    k = min(rank, m, n)
+    width = k + _OVERSAMPLE
+    if width >= min(m, n):
+        u, s, vt = torch.linalg.svd(a, full_matrices=False)
+        return u[:, :k], s[:k], vt[:k]
+    omega = torch.randn(n, width, generator=generator, dtype=torch.float32).to(device=a.device, dtype=a.dtype)
+    q, _ = torch.linalg.qr(a @ omega)
+    for _ in range(_POWER_ITERS):
+        z, _ = torch.linalg.qr(a.T @ q)
+        q, _ = torch.linalg.qr(a @ z)
+    ub, s, vt = torch.linalg.svd(q.T @ a, full_matrices=False)
+    return (q @ ub[:, :k]), s[:k], vt[:k]
+
+
+@dataclass
+class ExtractReport:
+    """What extraction wrote, the relative error per module, the per-unit timings (stored
+    elements, seconds) and the Linears that were identical (skipped)."""
+
+    outputs: list[str]
+    rank: int
+    errors: dict[str, float] = field(default_factory=dict)
+    timings: list[tuple[int, float]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    diffs: int = 0
+    not_compared: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(t for _, t in self.timings)
+
+    def seconds_per_element(self) -> tuple[float, float]:
+        """(a, b) of time = a * elements + b per Linear, least squares over the measured
+        units (b clipped at 0): reading, subtracting and the sketch all scale with N x K."""
+        if not self.timings:
+            return 0.0, 0.0
+        xs = [float(e) for e, _ in self.timings]
+        ys = [t for _, t in self.timings]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        a = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var > 0 else my / mx
+        b = my - a * mx
+        if a <= 0 or b < 0:
+            a, b = sum(ys) / sum(xs), 0.0
+        return a, b
+
+    def projected_seconds(self, config: str = "wan2.1-t2v-14b") -> float:
+        """Projected extraction time for a pair of the real model ``config`` (a real-config
+        name), from this run's measured per-layer times."""
+        from vidlora.model import meta_transformer
+
+        a, b = self.seconds_per_element()
+        model = meta_transformer(config)
+        total = 0.0
+        for _, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear):
+                total += a * mod.in_features * mod.out_features + b
+        return total
+
+    def __str__(self) -> str:
+        mean = sum(self.errors.values()) / len(self.errors) if self.errors else 0.0
+        worst = sorted(self.errors.items(), key=lambda kv: -kv[1])[:10]
+        lines = [f"wrote {', '.join(self.outputs)}: {len(self.errors)} modules at rank {self.rank}, {self.diffs} "
+                 f"full-tensor diffs, {len(self.unchanged)} identical Linears skipped, {self.seconds:.1f} s"]  # fmt: skip
+        lines.append(f"  relative error per module: mean {mean:.3%}; worst:")
+        lines += [f"    {name}: {err:.3%}" for name, err in worst]
+        if self.not_compared:
+            lines.append(f"  {len(self.not_compared)} tensors in one checkpoint only (not compared), e.g. "
+                         f"{self.not_compared[0]}")  # fmt: skip
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _units(base: Checkpoint, tuned: Checkpoint) -> tuple[list[list[str]], list[str], list[str]]:
+    """(Linear groups to factor, other parameters, keys only one side has). A group is the
+    canonical Linears stored in one tuned tensor (the pieces of a fused original)."""
+    common = [p for p in tuned.entries if p in base.entries]
+    missing = sorted(set(tuned.entries) ^ set(base.entries))
+    by_source: dict[tuple[str, str], list[str]] = {}
+    others = []
+    for p in common:
+        e, b = tuned.entries[p], base.entries[p]
+        if e.shape != b.shape:
+            raise VidloraError(f"{p}: base {b.shape} vs tuned {e.shape}; the checkpoints are not one model family/size")
+        if p.endswith(".weight") and len(e.shape) == 2:
+            by_source.setdefault(e.source, []).append(p)
+        else:
+            others.append(p)
+    return list(by_source.values()), others, missing
+
+
+def _factor(dw: torch.Tensor, rank: int, dtype: torch.dtype, gen: torch.Generator):
+    u, s, vt = randomized_svd(dw, rank, gen)
+    root = s.sqrt()
+    up = (u * root).to(dtype)
+    down = (root[:, None] * vt).to(dtype)
+    return down, up
+
+
+def _error(dw: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> float:
+    """||dW - B A|| / ||dW|| with the stored factors, in row blocks (no second full copy)."""
+    down = down.float()
+    err2, ref2 = 0.0, 0.0
+    for i in range(0, dw.shape[0], _ROW_BLOCK):
+        block = dw[i : i + _ROW_BLOCK]
+        err2 += float(torch.linalg.norm(block - up[i : i + _ROW_BLOCK].float() @ down) ** 2)
+        ref2 += float(torch.linalg.norm(block) ** 2)
+    return math.sqrt(err2 / ref2) if ref2 > 0 else 0.0
+
+
+def _extract_part(base: Checkpoint, tuned: Checkpoint, rank: int, include_diff: bool, dtype, device, report,
+                  tag: str, progress: bool) -> LoRAFile:  # fmt: skip
+    spec = spec_for_arch(tuned.arch)
+    groups, others, missing = _units(base, tuned)
+    report.not_compared += [tag + m for m in missing]
+    gen = torch.Generator().manual_seed(0)
+    modules: dict[str, LowRank] = {}
+    deltas: dict[str, torch.Tensor] = {}
+    width = 0
+    with progress_bar(f"extract {os.path.basename(tuned.path)}{' ' + tag if tag else ''}", len(groups),
+                      enabled=progress) as advance:  # fmt: skip
+        for group in groups:
+            start = time.perf_counter()
+            pieces = [tuned.load(p, device) - base.load(p, device) for p in group]
+            dw = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+            del pieces
+            if not bool(dw.any()):
+                report.unchanged += [tag + p[: -len(".weight")] for p in group]
+            else:
+                down, up = _factor(dw, rank, dtype, gen)
+                row = 0
+                for p in group:
+                    n = tuned.entries[p].shape[0]
+                    name = p[: -len(".weight")]
+                    piece_up = up[row : row + n].contiguous()
+                    report.errors[tag + name] = _error(dw[row : row + n], piece_up, down)
+                    modules[name] = LowRank(down=down, up=piece_up, alpha=float(down.shape[0]), scale=1.0)
+                    side = spec.width_side(name)
+                    if side is not None and not width:
+                        width = tuned.entries[p].shape[1] if side[1] == "in" else n
+                    row += n
+            del dw
+            report.timings.append((sum(math.prod(tuned.entries[p].shape) for p in group), time.perf_counter() - start))
+            advance()
+    if include_diff:
+        for p in others:
+            d = tuned.load(p) - base.load(p)
+            if bool(d.any()):
+                deltas[p] = d.to(dtype)
+                report.diffs += 1
+    family = spec.family_for_width(width) if width else spec.name
+    return LoRAFile(path=tuned.path, scheme=f"extracted ({tuned.naming} names)", arch=tuned.arch, family=family,
+                    width=width, modules=modules, deltas=deltas, dtype=dtype)  # fmt: skip
+
+
+def extract_lora(
+    base: str | os.PathLike,
+    tuned: str | os.PathLike,
+    dst: str | os.PathLike,
+    rank: int = 32,
+    *,
+    to: str = "comfyui",
+    include_diff: bool = False,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device = "cpu",
+    experts: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExtractReport:
+    """Extract a rank-``rank`` LoRA (alpha = rank) of ``tuned`` - ``base`` into ``dst``.
+
+    base / tuned: a diffusers pipeline folder, a transformer folder or a single-file
+        checkpoint (original or diffusers names; bf16/fp16/fp32/fp8, fp8-scaled), of one
+        family and size. A Wan 2.2 A14B pipeline pair gives both experts.
+    to: the naming written (default comfyui, as kijai's and LightX2V's extractions).
+    include_diff: also store exact diff / diff_b / diff_m for norms, biases, modulation
+        tables and the patch embedding.
+    dtype: of the stored factors. device: where the SVDs run ("cuda" when there is one).
+    experts: as in convert_lora. progress: show a progress bar.
+    """
+    dst = os.fspath(dst)
+    if not isinstance(rank, int) or rank <= 0:
+        raise VidloraError(f"rank must be a positive integer; got {rank!r}")
+    if to not in TARGETS:
+        raise VidloraError(f"unknown target naming {to!r}; expected one of {', '.join(TARGETS)}")
+    check_destinations([dst], overwrite, [os.fspath(base), os.fspath(tuned)])
+    bases, tuneds = open_checkpoints(base), open_checkpoints(tuned)
+    if set(bases) != set(tuneds):
+        raise VidloraError(f"{base} and {tuned} hold different experts ({sorted(map(str, bases))} vs "
+                           f"{sorted(map(str, tuneds))})")  # fmt: skip
+    report = ExtractReport(outputs=[], rank=rank)
+    parts: dict[str | None, LoRAFile] = {}
+    for expert in tuneds:
+        b, t = bases[expert], tuneds[expert]
+        if b.arch != t.arch:
+            raise VidloraError(f"{b.path} is {b.arch}, {t.path} is {t.arch}: extract needs one family")
+        tag = f"{expert}: " if expert else ""
+        parts[expert] = _extract_part(b, t, rank, include_diff, dtype, device, report, tag, progress)
+        b.close()
+        t.close()
+    if not any(p.modules or p.deltas for p in parts.values()):
+        raise VidloraError(f"{tuned} and {base} are identical: nothing to extract")
+    meta = {
+        "vidlora.tool": "extract",
+        "vidlora.extract_base": os.path.basename(os.path.normpath(os.fspath(base))),
+        "vidlora.extract_tuned": os.path.basename(os.path.normpath(os.fspath(tuned))),
+        "vidlora.rank": str(rank),
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": str(rank),
+    }
+    written, renders = write_parts(parts, dst, to, meta, split=None if experts is None else experts == "split",
+                                   drop_unsupported=False, overwrite=overwrite, dtype=dtype, inv=None)  # fmt: skip
+    report.outputs = written
+    report.notes = [n for r in renders for n in r.notes]
+    return report
