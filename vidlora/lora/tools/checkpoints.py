@@ -9,9 +9,9 @@ bf16 / fp16 / fp32, float8 as stored (diffusers layerwise casting) and ComfyUI
 "fp8_scaled" (``<m>.scale_weight``) / "comfy_quant" (``<m>.weight_scale``) files, which are
 dequantized per tensor.
 
-Nothing is loaded up front: files are opened with safetensors' ``safe_open`` (memory
-mapped, read-only) and each tensor is read when asked for, so a 14B checkpoint never
-sits in memory. Fused originals (Hunyuan ``img_attn_qkv``, ``linear1``) map to their
+Nothing is loaded up front: only the headers are read, and each tensor (or the rows of
+it that a piece needs) is read with plain file reads when asked for (stream.py: no
+whole-file mapping), so a 14B checkpoint never sits in the process's memory. Fused originals (Hunyuan ``img_attn_qkv``, ``linear1``) map to their
 diffusers pieces as row slices of the one stored tensor (the final layer's swapped halves
 likewise).
 """
@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vidlora.errors import LoRAFormatError, UnsafeFileError, VidloraError
+from vidlora.errors import UnsafeFileError, VidloraError
 from vidlora.model import FAMILIES, FamilySpec
 
 from ..keys import strip_prefix
 from ..safetensors_check import is_pickle_name
+from .stream import TensorFile
 
 __all__ = ["Checkpoint", "Entry", "open_checkpoints"]
 
@@ -67,24 +68,23 @@ class Checkpoint:
     unknown: list[str] = field(default_factory=list)  # stored keys with no canonical name
     _handles: dict = field(default_factory=dict, repr=False)
 
-    def _open(self, file: str):
+    def _open(self, file: str) -> TensorFile:
         if file not in self._handles:
-            from safetensors import safe_open
-
-            self._handles[file] = safe_open(file, framework="pt", device="cpu")
+            self._handles[file] = TensorFile(file)
         return self._handles[file]
 
-    def load(self, path: str, device: str | torch.device = "cpu") -> torch.Tensor:
-        """The parameter in fp32 (fp8 dequantized with its scale), on ``device``."""
+    def stored(self, path: str) -> torch.Tensor:
+        """The parameter as stored (its rows of a fused tensor), before any conversion."""
         e = self.entries[path]
-        handle = self._open(e.file)
-        if e.rows is not None:
-            t = handle.get_slice(e.key)[e.rows[0] : e.rows[1]]
-        else:
-            t = handle.get_tensor(e.key)
-        t = t.to(device=device, dtype=torch.float32)
+        return self._open(e.file).read(e.key, e.rows)
+
+    def to_float(self, path: str, raw: torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
+        """A stored tensor in fp32 on ``device``: fp8 dequantized with its scale, swapped
+        halves put back in diffusers order."""
+        e = self.entries[path]
+        t = raw.to(device=device, dtype=torch.float32)
         if e.scale is not None:
-            s = handle.get_tensor(e.scale).to(device=device, dtype=torch.float32)
+            s = self._open(e.file).read(e.scale).to(device=device, dtype=torch.float32)
             if s.numel() > 1 and e.rows is not None:
                 s = s.reshape(-1)[e.rows[0] : e.rows[1]]
             t = t * (s.reshape(-1, *([1] * (t.ndim - 1))) if s.numel() > 1 else s.reshape(()))
@@ -92,6 +92,16 @@ class Checkpoint:
             half = t.shape[0] // 2
             t = torch.cat([t[half:], t[:half]])
         return t
+
+    def load(self, path: str, device: str | torch.device = "cpu") -> torch.Tensor:
+        """The parameter in fp32 (fp8 dequantized with its scale), on ``device``."""
+        return self.to_float(path, self.stored(path), device)
+
+    def same_storage(self, other: "Checkpoint", path: str) -> bool:
+        """Whether ``path`` is stored the same way in both (dtype, no scale, same layout),
+        so that equal bytes mean equal values."""
+        a, b = self.entries[path], other.entries[path]
+        return (a.dtype, a.scale, a.swap) == (b.dtype, None, b.swap) and b.scale is None
 
     def close(self) -> None:
         self._handles.clear()
@@ -113,18 +123,12 @@ def _weight_files(folder: str) -> list[str]:
 
 
 def _headers(files: list[str]) -> dict[str, tuple[str, tuple[int, ...], str]]:
-    """stored key -> (file, shape, dtype), from the headers only."""
-    from safetensors import safe_open
-
+    """stored key -> (file, shape, dtype), from the headers only (each file checked by the
+    one safetensors validator first)."""
     out = {}
     for file in files:
-        try:
-            with safe_open(file, framework="pt", device="cpu") as f:
-                for key in f.keys():
-                    sl = f.get_slice(key)
-                    out[key] = (file, tuple(int(s) for s in sl.get_shape()), sl.get_dtype())
-        except Exception as exc:  # safetensors' own errors: one line naming the file
-            raise LoRAFormatError(f"{file}: not a readable safetensors checkpoint ({type(exc).__name__}: {exc})") from None
+        for key, info in TensorFile(file).tensors.items():
+            out[key] = (file, info.shape, info.dtype)
     return out
 
 
