@@ -18,6 +18,7 @@ Adding a family is one spec module (plus its tiny fixture) registered in ``regis
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -124,7 +125,7 @@ class FamilySpec:
         """The module name uses this family's diffusers naming (not shared with the original)."""
         return self._diffusers_hint_re is not None and bool(self._diffusers_hint_re.match(module))
 
-    @property
+    @functools.cached_property  # asked once per module name by the kohya reader
     def kohya_roots(self) -> tuple[str, ...]:
         """How underscored original names of this family begin (``blocks_``, ``head``...)."""
         roots = [g.original.replace(".", "_") + "_" for g in self.names.groups]

@@ -12,6 +12,13 @@ asked.
 """
 
 from .convert import ConvertReport, convert_lora
+from .extract import ExtractReport, extract_lora
+from .index import LoRAEntry, list_loras
+from .merge import MergeReport, merge_loras
+from .render import UnsupportedError
 from .targets import TARGETS
 
-__all__ = ["convert_lora", "ConvertReport", "TARGETS"]
+__all__ = [
+    "convert_lora", "ConvertReport", "merge_loras", "MergeReport", "extract_lora", "ExtractReport",
+    "list_loras", "LoRAEntry", "UnsupportedError", "TARGETS",
+]  # fmt: skip

@@ -83,32 +83,28 @@ class ExtractReport:
     def seconds(self) -> float:
         return sum(t for _, t in self.timings)
 
-    def seconds_per_element(self) -> tuple[float, float]:
-        """(a, b) of time = a * elements + b per Linear, least squares over the measured
-        units (b clipped at 0): reading, subtracting and the sketch all scale with N x K."""
-        if not self.timings:
-            return 0.0, 0.0
-        xs = [float(e) for e, _ in self.timings]
-        ys = [t for _, t in self.timings]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        var = sum((x - mx) ** 2 for x in xs)
-        a = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var > 0 else my / mx
-        b = my - a * mx
-        if a <= 0 or b < 0:
-            a, b = sum(ys) / sum(xs), 0.0
-        return a, b
+    def seconds_per_element(self) -> float:
+        """Measured seconds per stored weight over every factored Linear: reading both
+        checkpoints, subtracting, the sketch and the error all scale with N x K."""
+        elements = sum(e for e, _ in self.timings)
+        return self.seconds / elements if elements else 0.0
 
     def projected_seconds(self, config: str = "wan2.1-t2v-14b") -> float:
         """Projected extraction time for a pair of the real model ``config`` (a real-config
-        name), from this run's measured per-layer times."""
+        name): each of its Linears takes the mean measured time of the Linears of its size
+        in this run when there were any (a real-shape block measures the 14B shapes
+        themselves), else its size times the measured seconds per weight."""
         from vidlora.model import meta_transformer
 
-        a, b = self.seconds_per_element()
-        model = meta_transformer(config)
+        by_size: dict[int, list[float]] = {}
+        for e, t in self.timings:
+            by_size.setdefault(e, []).append(t)
+        rate = self.seconds_per_element()
         total = 0.0
-        for _, mod in model.named_modules():
+        for _, mod in meta_transformer(config).named_modules():
             if isinstance(mod, torch.nn.Linear):
-                total += a * mod.in_features * mod.out_features + b
+                n = mod.in_features * mod.out_features
+                total += sum(by_size[n]) / len(by_size[n]) if n in by_size else rate * n
         return total
 
     def __str__(self) -> str:

@@ -62,6 +62,15 @@ class TensorFile:
         }
 
     def read(self, key: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        with open(self.path, "rb") as f:
+            return self._read(f, key, rows)
+
+    def read_many(self, keys) -> dict[str, torch.Tensor]:
+        """Several (small) tensors through one open file."""
+        with open(self.path, "rb") as f:
+            return {key: self._read(f, key, None) for key in keys}
+
+    def _read(self, f, key: str, rows: tuple[int, int] | None) -> torch.Tensor:
         info = self.tensors[key]
         dtype = DTYPES.get(info.dtype)
         if dtype is None:
@@ -72,15 +81,14 @@ class TensorFile:
             begin, end = info.begin + rows[0] * row_bytes, info.begin + rows[1] * row_bytes
             shape = (rows[1] - rows[0], *shape[1:])
         buf = bytearray(end - begin)
-        with open(self.path, "rb") as f:
-            f.seek(begin)
-            view = memoryview(buf)
-            done = 0
-            while done < len(buf):  # readinto may return less than asked on large reads
-                n = f.readinto(view[done:])
-                if not n:
-                    raise OSError(f"{self.path}: file ended while reading tensor {key!r}")
-                done += n
+        f.seek(begin)
+        view = memoryview(buf)
+        done = 0
+        while done < len(buf):  # readinto may return less than asked on large reads
+            n = f.readinto(view[done:])
+            if not n:
+                raise OSError(f"{self.path}: file ended while reading tensor {key!r}")
+            done += n
         if not buf:
             return torch.empty(shape, dtype=dtype)
         return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(shape)
