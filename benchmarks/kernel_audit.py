@@ -97,6 +97,10 @@ def sass_stats(cubin: bytes) -> dict[str, Any]:
         "mma_by_kind": {k: ops[k] for k in _MMA_KINDS if ops[k]},
         "ldl": ops["LDL"],
         "stl": ops["STL"],
+        # TMA: bulk tensor loads / stores (UTMALDG / UTMASTG); cp.async loads are LDGSTS.
+        "utmaldg": ops["UTMALDG"],
+        "utmastg": ops["UTMASTG"],
+        "ldgsts": ops["LDGSTS"],
         "regs": int(regs.group(1)) if regs else None,
     }
 
