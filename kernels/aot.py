@@ -37,6 +37,8 @@ __all__ = [
     "SHARED_MEMORY_LIMIT",
     "AuditShape",
     "REAL_SHAPES",
+    "SMALL_M_SHAPES",
+    "AUDIT_SHAPES",
     "compile_variant",
     "variant_archs",
 ]
@@ -92,6 +94,13 @@ REAL_SHAPES = (
     AuditShape("hunyuan.ffn_up", 32760, 12288, 3072, 32),
     AuditShape("wan14b.proj.m256", 256, 5120, 5120, 32),
 )
+# M <= 64 (one warpgroup, 64-row tiles): a single image's tokens, the short text sequence.
+# Rank 64 is where the fully fused kernel's second accumulator spilled on sm_80 (74 LDL/STL).
+SMALL_M_SHAPES = (
+    AuditShape("wan14b.proj.m64.r64", 64, 5120, 5120, 64),
+    AuditShape("wan14b.proj.m16", 16, 5120, 5120, 16),
+)
+AUDIT_SHAPES = REAL_SHAPES + SMALL_M_SHAPES
 
 
 def _int_arg(name: str, value: int, sig: dict, consts: dict, attrs: dict, index: int) -> None:
