@@ -1,6 +1,6 @@
 """Kernel audit: are the LoRA kernels on the tensor-core fast path for sm_80, sm_89, sm_90?
 
-    python -m benchmarks.kernel_audit [--json] [--quick] [--save [DIR]] [--jobs N]
+    python -m benchmarks.kernel_audit [--json] [--quick] [--save [DIR]] [--jobs N] [--kernel PREFIX ...]
     python -m vidlora.benchmarks.kernel_audit ...        (from an install)
 
 No GPU needed: each kernel variant is compiled ahead of time (kernels/aot.py) at real
@@ -16,7 +16,13 @@ architecture, and its cubin is read with the cuobjdump that ships with Triton:
 - ``spills``: LDL + STL instructions (local-memory traffic, usually register spills).
 - ``smem``: shared memory per block (bytes), against ``smem_limit`` for the architecture.
 - ``regs``: registers per thread (cuobjdump -res-usage).
-``ok`` is true when the expected MMA kind is present, shared memory fits and nothing spills.
+- ``tma``: TMA bulk tensor instructions in the SASS (UTMALDG + UTMASTG; ``ldgsts`` counts
+  cp.async loads beside them); ``persistent``: the kernel is launched as a grid of
+  min(#SMs, tiles) programs each looping over tiles (persistent_gemm.py); ``pdl``: the PTX
+  has ``griddepcontrol.wait`` (only the PDL variant may).
+- fp32 rows compile with IEEE dots (the launcher's default): the expected "MMA" is FFMA.
+``ok`` is true when the expected MMA kind is present, shared memory fits, nothing spills,
+the persistent kernels issue TMA instructions and only the PDL variant waits on the grid.
 
 FP8 bases (``base`` column): W8A16 GEMMs on every architecture (sm_80 reads the fp8
 bytes as uint8 and converts them exactly in registers), W8A8 quantize pass and fp8 GEMMs
@@ -24,9 +30,11 @@ on sm_89 and sm_90 only (on sm_80 the launcher raises BackendUnavailableError: t
 fp8 MMA to compile for).
 
 ``--quick`` compiles each of the four 16-bit kernels once per architecture at one
-representative shape, plus the rank-128 shrink, and the FP8 kernels a rank-32 call
-launches (what the test suite runs); the default is every real shape in kernels/aot.py
-with the kernels its launch plan uses, in bf16 and fp16, for 16-bit, W8A16 and W8A8 bases.
+representative shape, plus the rank-128 shrink, the FP8 kernels a rank-32 call launches,
+one fp32 and one M <= 64 row per architecture, and the sm_90 TMA kernels (what the test
+suite runs: 34 compilations); the default is every real shape in kernels/aot.py with the
+kernels its launch plan uses, in bf16 and fp16, for 16-bit, W8A16 and W8A8 bases, the
+persistent kernels, M <= 64 shapes, and fp32 rows (556 compilations).
 This is a proxy, not a timing.
 """
 
@@ -240,14 +248,14 @@ def audit_one(case: tuple[str, int, str, str]) -> dict[str, Any]:
     }
 
 
-def run_audit(quick: bool, jobs: int | None = None) -> list[dict[str, Any]]:
+def run_audit(quick: bool, jobs: int | None = None, prefixes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Every case, compiled in ``jobs`` worker processes (compilation is single-threaded)."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise SystemExit("kernel_audit: unset TRITON_INTERPRET (interpreted kernels cannot be compiled)")
     # Triton 3.9 warns once per process that this default changes in 3.10; FMA fusion is
     # what the kernels are written for, so pin it.
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    cases = audit_cases(quick)
+    cases = [c for c in audit_cases(quick) if not prefixes or c[0].startswith(prefixes)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(cases)))
     if jobs == 1:
         return [audit_one(c) for c in cases]
@@ -275,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", nargs="?", const="", metavar="DIR",
                         help="also write the rows to DIR (default benchmarks/results/)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    parser.add_argument("--kernel", action="append", metavar="PREFIX",
+                        help="only kernels whose name starts with PREFIX (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
-    rows = run_audit(args.quick, args.jobs)
+    rows = run_audit(args.quick, args.jobs, tuple(args.kernel or ()))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
