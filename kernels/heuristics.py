@@ -377,10 +377,18 @@ def fp8_gemm_config(
             # spills (fp16 expand 128 x 256: 12 LDL/STL, 255 registers; fused 128 x 128:
             # 10); with 32-wide steps and 4 stages none (232 / 241 / 185 registers).
             return GemmConfig(g.block_m, g.block_n, 32, g.block_r, g.group_m, g.num_warps, 4)
+        if elem_bytes == 4 and strategy == "fused":
+            # fp32 FMA dots for both accumulators plus the upcast: 16-wide K steps (at 32 the
+            # audit saw 137-169 LDL/STL on every arch at 255 registers; at 16 none, 224).
+            return GemmConfig(g.block_m, g.block_n, 16, g.block_r, g.group_m, g.num_warps, g.num_stages)
         return g
     block_r = pad_rank(r, _EXPAND_MAX_BLOCK_R)
     limit = shared_memory_limit(capability)
-    if m <= 64:
+    if elem_bytes == 4:
+        # fp32 x: the fp8 main loop is unchanged, but the T B^T epilogue is an fp32 FMA dot:
+        # 128 x 256 spilled 430 LDL/STL on sm_90 and overflowed sm_89's 99 KB; 64 x 64 did not.
+        tiles = (64, 64, 4)
+    elif m <= 64:
         tiles = (64, 128, 4)
     elif (128 + 256) * 128 * 3 <= limit:
         tiles = (128, 256, 8)
