@@ -77,6 +77,14 @@ def _lora_linear_fp8(args: tuple, act_quant: bool) -> Iterator[Candidate]:
         from .launching import capability
 
         cap = capability(x.device)
+        if act_quant:
+            from .fp8_persistent import lora_linear_w8a8_persistent, w8a8_persistent_applies
+
+            if w8a8_persistent_applies(x, args[1], cap):
+                yield Candidate("triton.persistent", "triton", lora_linear_w8a8_persistent)
+                if cap is not None:  # the interpreter sums exactly: the fast variant is the same there
+                    yield Candidate("triton.persistent.fastacc", "triton",
+                                    functools.partial(lora_linear_w8a8_persistent, fp8_acc=0))  # fmt: skip
         if not act_quant or cap is None or cap >= W8A8_MIN_CAPABILITY:
             yield Candidate("triton.classic", "triton", functools.partial(lora_linear_fp8_triton, act_quant=act_quant))
         if not act_quant:
