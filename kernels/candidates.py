@@ -22,15 +22,24 @@ CUDA-graph capture, under ``VIDLORA_PATH_CHOICE=off``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from .backend import triton_installed
-from .selection import Candidate
 
-__all__ = ["candidates_for"]
+__all__ = ["Candidate", "candidates_for"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One way to compute an op: ``run(*op_args) -> y``; backend "triton" or "torch"."""
+
+    name: str
+    backend: str
+    run: Callable[..., torch.Tensor]
 
 
 def _triton_ready(device: torch.device) -> bool:
