@@ -376,10 +376,10 @@ class Adapters:
         Linear shapes: empty until a CUDA forward (or warm_up) measured them."""
         if not self._on_cuda():
             return []
-        import vidlora.kernels as kernels
+        from vidlora.kernels import path_choices
 
         shapes = {(u.out_features, u.in_features) for pm in self._patched.values() for u in pm.units.values()}
-        return [c for c in kernels.path_choices() if (c.get("n"), c.get("k")) in shapes]
+        return [c for c in path_choices() if (c.get("n"), c.get("k")) in shapes]
 
     def _on_cuda(self) -> bool:
         return any(u.weight.is_cuda for pm in self._patched.values() for u in pm.units.values())
