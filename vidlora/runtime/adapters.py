@@ -44,10 +44,11 @@ from torch import nn
 
 from vidlora.errors import VidloraError
 from vidlora.lora import LoRAFile, read_lora
+from vidlora.lora.factored import FactoredDelta
 
 from .deltas import DeltaTable
 from .fp8 import normalize_fp8_mode
-from .offload import pinned_copies
+from .offload import group_offloaded, pinned_copies
 from .patching import PatchedModel, find_transformers
 from .plan import InstallPlan, check_blocks, make_plan
 from .report import Report, model_summary
@@ -119,6 +120,20 @@ def _check_device(device):
     return device
 
 
+def _piece_rank(piece) -> int:
+    src = piece[1]
+    return src.lora_rank if isinstance(src, FactoredDelta) else int(src.shape[0])
+
+
+def _expand(piece, dtype: torch.dtype):
+    """A stack piece; a LoHa / LoKr's exact LoRA form is formed here, one unit at a time."""
+    path, src, up, scale = piece
+    if isinstance(src, FactoredDelta):
+        down, up = src.low_rank(dtype=torch.float32)
+        return path, down.to(dtype), up.to(dtype), scale
+    return piece
+
+
 class Adapters:
     """The handle returned by :func:`attach` (see the module docstring)."""
 
@@ -180,28 +195,49 @@ class Adapters:
     @torch.no_grad()
     def _install(self, adapter: _Adapter, plan: InstallPlan) -> None:
         new_units: list[tuple[PatchedModel, str]] = []
+
+        def unit_for(pm: PatchedModel, path: str) -> LoRALinear:
+            unit = pm.unit_of(path)
+            if unit is None:
+                unit = pm.patch_linear(path)
+                new_units.append((pm, path))
+            return unit
+
+        def touched(pm: PatchedModel, unit: LoRALinear) -> None:
+            if not any(u is unit for _, u in adapter.units):
+                adapter.units.append((pm.key, unit))
+
         try:
             for mp in plan.models:
                 pm = mp.pm
                 by_unit: dict[int, tuple[LoRALinear, list]] = {}
                 for path, lr in mp.linears.items():
-                    unit = pm.unit_of(path)
-                    if unit is None:
-                        unit = pm.patch_linear(path)
-                        new_units.append((pm, path))
+                    unit = unit_for(pm, path)
                     by_unit.setdefault(id(unit), (unit, []))[1].append((path, lr.down, lr.up, lr.scale))
+                for path, delta in mp.factored_ranks.items():  # formed per unit below, not all at once
+                    unit = unit_for(pm, path)
+                    by_unit.setdefault(id(unit), (unit, []))[1].append((path, delta, None, delta.scale))
                 if pinned_copies(pm.model):
                     grow = [u.unit_name for u, pieces in by_unit.values()
-                            if u.stack.needs_growth(sum(p[1].shape[0] for p in pieces))]  # fmt: skip
+                            if u.stack.needs_growth(sum(_piece_rank(p) for p in pieces))]  # fmt: skip
                     if grow:
                         raise VidloraError(
                             f"{adapter.name} needs larger rank stacks on {len(grow)} units (e.g. {grow[0]}), which "
                             "group offloading with use_stream=True would silently undo (it restores tensors from "
                             "copies made at setup); add adapters before enabling offloading"
                         )
+                if mp.kron and group_offloaded(pm.model):
+                    raise VidloraError(
+                        f"{adapter.name} holds full-rank LoKr modules (Kronecker side terms), whose small tensors "
+                        "group offloading set up earlier would not move; add adapters before enabling offloading"
+                    )
                 for unit, pieces in by_unit.values():
-                    unit.stack.add(adapter.name, pieces)
-                    adapter.units.append((pm.key, unit))
+                    unit.stack.add(adapter.name, [_expand(p, unit.compute_dtype) for p in pieces])
+                    touched(pm, unit)
+                for path, delta in mp.kron.items():
+                    unit = unit_for(pm, path)
+                    touched(pm, unit)
+                    unit.add_kron(adapter.name, path, delta)
                 for target, delta in mp.deltas:
                     self._deltas.add(adapter.name, target, delta)
                     adapter.delta_keys.append(target.key)
@@ -212,6 +248,7 @@ class Adapters:
             self._adapters.pop(adapter.name, None)
             for _, unit in adapter.units:
                 unit.stack.remove(adapter.name)
+                unit.remove_kron(adapter.name)
             adapter.units.clear()
             for key in adapter.delta_keys:
                 self._deltas.discard(adapter.name, key)
@@ -262,6 +299,7 @@ class Adapters:
         w = self._strength_now(adapter.name)
         for _, unit in adapter.units:
             unit.stack.set_scale(adapter.name, w)
+            unit.set_kron_weight(adapter.name, w)
         for key in adapter.delta_keys:
             self._deltas.refresh(key, self._strength_now)
 
@@ -293,6 +331,7 @@ class Adapters:
         shrink = {key: not pinned_copies(pm.model) for key, pm in self._patched.items()}
         for key, unit in a.units:
             unit.stack.remove(name, shrink=shrink[key])
+            unit.remove_kron(name)
         for key in a.delta_keys:
             self._deltas.discard(name, key)
             self._deltas.refresh(key, self._strength_now)
@@ -329,9 +368,10 @@ class Adapters:
                     "blocks": list(a.blocks) if a.blocks is not None else "all",
                     "models": list(a.models),
                     "expert": a.expert_reason,
-                    "linears": sum(len(s.parts) for s in slots if s is not None),
+                    "linears": sum(len(set(s.parts)) for s in slots if s is not None),
                     "deltas": len(a.delta_keys),
-                    "bytes": sum(u.stack.nbytes_of(a.name) for _, u in a.units) + self._deltas.nbytes(a.name),
+                    "bytes": sum(u.stack.nbytes_of(a.name) + u.kron_nbytes(a.name) for _, u in a.units)
+                    + self._deltas.nbytes(a.name),
                     "skipped": [f"{n}: {why}" for n, why in a.skipped],
                     "warnings": list(dict.fromkeys(a.warnings)),
                     "sha256": a.lora.sha256,
