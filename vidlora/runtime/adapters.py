@@ -21,15 +21,21 @@ What each call costs (DESIGN.md):
   put back bit for bit by ``remove``/``detach``.
 
 ``blocks=`` limits an adapter to some transformer blocks, numbered as the family's spec
-counts them: Wan's ``blocks``; HunyuanVideo's double-stream blocks first, then the
-single-stream ones (0-19 double, 20-59 single on the real model). Parts of a LoRA outside
-the blocks (embedders, head, patch embedding) are kept.
+counts them: Wan's (and SkyReels V2's, Wan Animate's) ``blocks``; Wan VACE's ``blocks``
+first, then its ``vace_blocks`` (VACE 14B: 0-39 the blocks, 40-47 vace_blocks 0-7; 1.3B:
+0-29, then 30-44); HunyuanVideo's (and FramePack's) double-stream blocks first, then the
+single-stream ones (0-19 double, 20-59 single on the real model); HunyuanVideo 1.5's 54
+double-stream blocks. Parts of a LoRA outside the blocks (embedders, head, patch
+embedding, Wan Animate's face adapter) are kept.
 
 Strength schedules (a list spread over the steps, or a callable(step, n_steps)) are
 evaluated by a forward pre-hook on each transformer that reads the step from the
 pipeline's scheduler; with a bare transformer, drive them with :meth:`Adapters.set_step`.
 The hook sits on the top-level transformer, outside regionally compiled blocks; it writes
-tensor values only, so schedules cause no recompilation.
+tensor values only, so schedules cause no recompilation. FramePack samples section by
+section, each a full run of its scheduler: a schedule restarts in every section (step i of
+the section's steps). SkyReels V2 Diffusion Forcing pipelines denoise frames at different
+noise levels in one call: schedules are refused there by name (constant strengths work).
 
 Not thread-safe: change adapters from one thread, between forwards.
 """
@@ -183,7 +189,7 @@ class Adapters:
             raise VidloraError(f"adapter name must be a non-empty string; got {name!r}")
         if name in self._adapters:
             raise VidloraError(f"an adapter named {name!r} is already added; pass name= to add this one under another name")
-        strength = check_weight(weight, f"weight of {name!r}")
+        strength = self._check_schedule(check_weight(weight, f"weight of {name!r}"))
         adapter = _Adapter(name=name, source=str(getattr(source, "path", source)), lora=lora, strength=strength)
         adapter.blocks = check_blocks(blocks, self._patched)
         plan = make_plan(lora, name, self._patched, blocks=adapter.blocks, expert=expert, strict=strict)
@@ -262,7 +268,7 @@ class Adapters:
     def set_weight(self, name: str, weight: WeightSpec) -> None:
         """A float (any sign), a list spread over the steps, or a callable(step, n_steps)."""
         a = self._get(name)
-        a.strength = check_weight(weight, f"weight of {name!r}")
+        a.strength = self._check_schedule(check_weight(weight, f"weight of {name!r}"))
         self._apply(a)
         self._sync_step_hooks()
 
@@ -286,6 +292,16 @@ class Adapters:
         for a in self._adapters.values():
             if is_schedule(a.strength):
                 self._apply(a)
+
+    def _check_schedule(self, strength: WeightSpec) -> WeightSpec:
+        """Refuse a schedule on pipelines whose family says a step means nothing there
+        (SkyReels V2 Diffusion Forcing: per-frame timesteps)."""
+        if is_schedule(strength) and self._pipe is not None:
+            for pm in self._patched.values():
+                reason = pm.inv.spec.schedule_refused.get(type(self._pipe).__name__)
+                if reason is not None:
+                    raise VidloraError(f"strength schedules are not supported on {reason}")
+        return strength
 
     def current_weight(self, name: str) -> float:
         """The strength in force now (0 when disabled)."""
