@@ -108,6 +108,8 @@ class LoRAFile:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     dtype: torch.dtype | None = None
     size_bytes: int = 0
+    # other families (spec names) whose names read this file identically: it fits their models too
+    alternatives: tuple[str, ...] = ()
     _sha256: str | None = field(default=None, repr=False, compare=False)
 
     @property

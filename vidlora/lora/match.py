@@ -83,6 +83,10 @@ def match_lora(lora: LoRAFile, inv: Inventory, strict: bool = True) -> MatchRepo
             "(lora.experts['high'] / ['low']) against its own transformer"
         )
     theirs, spec = spec_for_arch(lora.arch), inv.spec
+    readings = [theirs] + [spec_for_arch(a) for a in lora.alternatives]
+    same = next((s for s in readings if s.lineage == spec.lineage), None)
+    if same is not None:
+        theirs = same
     if theirs.lineage != spec.lineage:
         raise LoRAMismatchError(
             f"{lora.name}: LoRA targets {family_label(lora.family)} (width {lora.width}, {theirs.fingerprint}); "

@@ -99,6 +99,7 @@ def _to_lora_file(raw: RawFile, result: ReadResult, words: list[str], dtype) -> 
         ignored=list(result.ignored),
         dtype=dtype,
         size_bytes=raw.size_bytes,
+        alternatives=tuple(result.alternatives),
     )
 
 

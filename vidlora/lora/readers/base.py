@@ -31,6 +31,7 @@ class ReadResult:
     width_evidence: str = ""
     signals: list[Signal] = field(default_factory=list)
     experts: dict[str, "ReadResult"] | None = None
+    alternatives: tuple[str, ...] = ()  # other families that read every name to the same place
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,19 @@ def build(
     if chosen is None:
         raise error
     spec, done = chosen
+    # Families tied with the chosen one that translate every name the same way read the
+    # file identically: at a width no released model has, the file alone cannot tell them
+    # apart (a diffusers-named HunyuanVideo 1.5 LoRA on transformer_blocks only), so
+    # matching accepts a model of any of them.
+    alternatives: tuple[str, ...] = ()
+    if done.width not in spec.sizes:  # a released width names its family for certain
+        names = list(groups)
+        mine = [translate_for(spec)(m) for m in names]
+        alternatives = tuple(s.name for s in specs if s is not spec and [translate_for(s)(m) for m in names] == mine)
     return ReadResult(
         scheme=scheme_for(spec),
         arch=spec.name,
+        alternatives=alternatives,
         modules=done.modules,
         deltas=done.deltas,
         ignored=list(ignored or []) + done.ignored,
