@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .names import NameTable
+from .parallel_plan import CPPlan
 
 __all__ = ["FamilySpec", "GroupLayout", "Fusion", "MODULE_KINDS", "Signal"]
 
@@ -103,6 +104,9 @@ class FamilySpec:
     original_hint: str | None = None
     diffusers_hint: str | None = None
     scheme_label: Callable[[str, list[str], list[str], set[str]], str] = lambda kind, keys, modules, prefixes: kind
+    # diffusers class name -> how context parallelism cuts it (parallel_plan.py); a class
+    # not listed has no plan, and vidlora.context_parallel refuses it by name
+    cp_plans: Mapping[str, CPPlan] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("original_hint", "diffusers_hint"):

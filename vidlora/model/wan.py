@@ -24,6 +24,7 @@ from typing import Any
 from vidlora.errors import LoRAFormatError
 
 from .names import BlockGroup, NameTable
+from .parallel_plan import CPPlan, patched_tokens
 from .spec import FamilySpec, Fusion, GroupLayout, Signal
 
 __all__ = ["WAN", "WAN_NAMES", "BLOCK_INNER", "HEAD_DIM", "config_from_original_shapes"]
@@ -169,6 +170,16 @@ def _lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
     return signals
 
 
+def _tokens(config: Any, shape: tuple[int, ...]) -> int:
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    return patched_tokens(shape, tuple(get("patch_size", (1, 2, 2))))
+
+
+# diffusers' own WanTransformer3DModel._cp_plan: split the rotary tables' outputs and the
+# hidden states entering blocks.0 (and per-token timesteps, Wan 2.2 TI2V) along the
+# tokens, gather at proj_out. The text (512) and Wan 2.1 I2V image (257) tokens stay whole.
+_WAN_CP = CPPlan(model_plan=True, tokens=_tokens)
+
 _COMMON: dict[str, Any] = dict(
     _class_name="WanTransformer3DModel", patch_size=[1, 2, 2], attention_head_dim=128, in_channels=16,
     out_channels=16, text_dim=4096, freq_dim=256, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
@@ -228,6 +239,7 @@ WAN = FamilySpec(
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
     scheme_label=_scheme_label,
+    cp_plans={"WanTransformer3DModel": _WAN_CP},
 )
 
 
