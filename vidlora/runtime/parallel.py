@@ -263,11 +263,9 @@ class ContextParallel:
                     self._install_joint(model, plan)
                 config = ContextParallelConfig(ring_degree=ring, ulysses_degree=ulysses, mesh=mesh,
                                                ulysses_anything=ulysses_anything, ring_anything=ring_anything)  # fmt: skip
-                cp_plan = _diffusers_plan(plan, model)
+                self._applied[key] = cp_plan = _diffusers_plan(plan, model)
                 model.enable_parallelism(config=config, cp_plan=cp_plan)
-                self._applied[key] = cp_plan
                 self._hooks.append(model.register_forward_pre_hook(self._pre_forward(key, plan), with_kwargs=True))
-                model._vidlora_cp = self
             self._main_only_output(pipe)
         except BaseException:
             self.remove()
@@ -331,15 +329,16 @@ class ContextParallel:
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
-        for key, cp_plan in self._applied.items():
+        for key, cp_plan in self._applied.items():  # also a model whose enable_parallelism failed half way
             model = self._models[key]
-            remove_context_parallel(model, cp_plan)
-            for m in model.modules():
-                processor = getattr(m, "processor", None)
-                if getattr(processor, "_parallel_config", None) is not None:
+            try:
+                remove_context_parallel(model, cp_plan)
+            except ValueError:  # a plan path the model lacks: nothing was hooked there
+                pass
+            for _, processor in _processors(model):
+                if hasattr(processor, "_parallel_config"):
                     processor._parallel_config = None
             model._parallel_config = None
-            model.__dict__.pop("_vidlora_cp", None)
         self._applied.clear()
         for m, processor in self._processors:
             m.processor = processor
