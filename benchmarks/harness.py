@@ -130,7 +130,8 @@ def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu: {platform.processor() or platform.machine()} ({n} thread{'' if n == 1 else 's'})"
 
 
 def environment(device: torch.device | str) -> dict[str, Any]:

@@ -33,6 +33,8 @@ _TITLES = {
     "roofline": "Roofline projection of the kernels (projection, not measured)",
     "fp8_lora_error": "LoRA effect on an FP8 base: error vs the fp32 reference",
     "kernel_audit": "Kernel audit: SASS of the AOT-compiled kernels (no GPU ran)",
+    "cli_startup": "Command line: time to a bad argument's one-line error, vs importing torch",
+    "loop": "The everyday loop: attach + add and swap vs diffusers' own loading (fused units on)",
 }
 
 
@@ -154,7 +156,7 @@ def _source_line(rows: list[dict]) -> str:
                 f"; methods here: {', '.join(kinds)}. GB = 10^9 bytes.")  # fmt: skip
     if r["device_type"] == "cuda":
         return f"Measured on {r['device']} (CUDA)."
-    line = f"Measured on {r['device']} (CPU"
+    line = f"Measured on {_device_label(_measured(rows) or rows)} (CPU"
     paths = sorted({m["path"] for m in _measured(rows) if m.get("path")})
     if paths:
         line += "; " + "; ".join(paths)
@@ -227,11 +229,24 @@ def _labelled(values: dict[str, float]) -> dict[str, dict[str, float]]:
     return {label: {"value": v} for label, v in values.items()}
 
 
+def _device_label(rows: list[dict]) -> str:
+    """The device, and the threads the timing used when a benchmark pinned its own count
+    (the device string gives the suite's: "cpu: x86_64 (2 threads)"; one timed on a
+    single thread then reads "cpu: x86_64 (2 threads), timed on 1 thread")."""
+    device = rows[0]["device"]
+    used = sorted({r["threads"] for r in rows if isinstance(r.get("threads"), int)})
+    if rows[0].get("device_type") != "cpu" or not used:
+        return device
+    n = used[0] if len(used) == 1 else None
+    counts = f"{n} thread{'' if n == 1 else 's'}" if n else "/".join(map(str, used)) + " threads"
+    return device if f"({counts})" in device else f"{device}, timed on {counts}"
+
+
 def _plot(benchmark: str, rows: list[dict], path: Path) -> Path | None:
     rows = _measured(rows)
     if not rows:
         return None
-    title = f"{_TITLES.get(benchmark, benchmark)}: {rows[0]['device']}"
+    title = f"{_TITLES.get(benchmark, benchmark)}: {_device_label(rows)}"
     timing = "ms, " + ("median" if rows[0]["device_type"] == "cuda" else "fastest of the runs") + "; lower is better"
     if benchmark in ("swap", "forward"):
         panels: dict[str, dict[str, float]] = {}
@@ -308,7 +323,7 @@ def render_markdown(rows: list[dict[str, Any]], plots: dict[str, str], plot_note
         for g in goals:
             against = f"{g['baseline']} = {_num(g['baseline_value'])} {g['unit']}" if g.get("goal_key", "ratio") == "ratio" else "-"
             body.append([g["goal"], f"{g['benchmark']}: {g['case']}", g["method"], _goal_value(g), against,
-                         _goal_target(g), "**met**" if g["met"] else "**not met**", g.get("note", "")])  # fmt: skip
+                         _goal_target(g), f"**{_verdict(g)}**", g.get("note", "")])  # fmt: skip
         lines.append(_table(["goal", "where", "measured", "ratio / value", "baseline (same run)", "target", "verdict",
                              "note"], body))  # fmt: skip
     errors = [r for r in rows if r.get("kind") == "error"]
@@ -332,12 +347,20 @@ def render_markdown(rows: list[dict[str, Any]], plots: dict[str, str], plot_note
     return "\n".join(lines) + "\n"
 
 
+def _verdict(g: dict[str, Any]) -> str:
+    """ "met" / "not met" / "not decidable" (rows written before verdicts existed: from met)."""
+    return g.get("verdict") or ("met" if g["met"] else "not met")
+
+
 def _summary(rows: list[dict]) -> str:
     goals = [r for r in rows if r.get("kind") == "goal"]
-    out = [f"{len(_measured(rows))} rows, {len(goals)} goals "
-           f"({sum(g['met'] for g in goals)} met, {sum(not g['met'] for g in goals)} not met)"]  # fmt: skip
+    counts = Counter(_verdict(g) for g in goals)
+    out = [f"{len(_measured(rows))} rows, {len(goals)} goals ({counts['met']} met, {counts['not met']} not met"
+           + (f", {counts['not decidable']} not decidable" if counts["not decidable"] else "") + ")"]  # fmt: skip
+    label = {"met": "met          ", "not met": "NOT met      ", "not decidable": "not decidable"}
     for g in goals:
-        out.append(f"  {'met    ' if g['met'] else 'NOT met'}  {g['goal']}: {_goal_value(g)} ({_goal_target(g)})")
+        note = f"; {g['note']}" if _verdict(g) == "not decidable" and g.get("note") else ""
+        out.append(f"  {label[_verdict(g)]}  {g['goal']}: {_goal_value(g)} ({_goal_target(g)}{note})")
     return "\n".join(out)
 
 

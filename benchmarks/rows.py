@@ -10,7 +10,10 @@ diffusers, base, ...). A ratio is only ever stored next to its baseline: ``ratio
 ``baseline`` (a method name) and ``baseline_value``, where a row with that method, the
 same ``run_id``, ``benchmark``, ``case`` and ``metric`` exists in the same file with
 exactly that value (:func:`check_rows` verifies it). Goal rows (``kind: "goal"``) say
-whether a measured ratio meets a goal; they are reports, never assertions.
+whether a measured ratio meets a goal; they are reports, never assertions. Their
+``verdict`` is "met", "not met" or "not decidable": an overhead goal (:func:`overhead_goal_row`)
+whose overhead is negative, or within the run's own noise, cannot be read either way, and
+``met`` is then False.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from .harness import environment
 
-__all__ = ["REQUIRED_KEYS", "RunContext", "new_run_id", "ratio_rows", "goal_row", "check_rows"]
+__all__ = ["REQUIRED_KEYS", "RunContext", "new_run_id", "ratio_rows", "goal_row", "overhead_goal_row", "check_rows"]
 
 REQUIRED_KEYS = (
     "benchmark", "run_id", "device", "device_type", "date", "vidlora", "torch", "triton", "git_commit",
@@ -100,8 +103,31 @@ def goal_row(
     met = measured[key] <= threshold if direction == "<=" else measured[key] >= threshold
     return {
         **measured, "kind": "goal", "goal": goal, "goal_key": key, "threshold": threshold, "direction": direction,
-        "met": bool(met),
+        "met": bool(met), "verdict": "met" if met else "not met",
     }  # fmt: skip
+
+
+def overhead_goal_row(measured: dict[str, Any], goal: str, threshold: float, *, noise: float | None = None) -> dict[str, Any]:
+    """A goal on an overhead ratio (our overhead / the baseline's overhead, both fractions of
+    the same base time), with the cases no timing can decide:
+
+    * our overhead <= 0: a LoRA never makes a GEMM faster, so a negative overhead is timing
+      noise (a ratio of -0.141 is not a pass);
+    * ``noise`` (the run's own spread, e.g. |fused / base - 1| for methods that run the
+      base's very GEMMs) >= our overhead or >= the baseline's: the difference is inside it.
+
+    Those rows get ``verdict`` "not decidable" (``met`` False) and a ``note`` saying why."""
+    row = goal_row(measured, goal, threshold)
+    ours, theirs = measured["value"], measured.get("baseline_value")
+    why = None
+    if ours <= 0:
+        why = f"overhead {ours:.3g} <= 0: timing noise (a LoRA adds work)"
+    elif noise is not None and (ours <= noise or (theirs is not None and theirs <= noise)):
+        small = "ours" if ours <= noise else "the baseline's"
+        why = f"{small} overhead is within this run's noise ({noise:.3g} of base)"
+    if why is not None:
+        row.update(met=False, verdict="not decidable", note=why)
+    return row
 
 
 def check_rows(rows: Iterable[dict[str, Any]]) -> list[str]:

@@ -15,8 +15,10 @@ date, versions, git commit) and, for ratios, the baseline measured in the same r
 (rows.py). A benchmark that fails leaves an ``error`` row and the others still run
 (exit status 1). Then report.py writes ``REPORT-<device>-<run id>.md`` and PNG plots.
 
-``--out``: default ``benchmarks/results`` in a source checkout (this folder sits next to
-``pyproject.toml``); from an installed package ``./vidlora-bench-results``, said on stderr.
+``--out``: default ``bench-results`` in the vidlora cache (``$VIDLORA_CACHE``, else
+``~/.cache/vidlora``), said on stderr, so a run never leaves untracked files in a checkout
+or the current folder. The committed results stay in ``benchmarks/results``; add a run to
+them with ``--out benchmarks/results``.
 
 ``VIDLORA_BENCH_BUDGET_S=540``: a time budget in seconds for the whole run (a lent GPU
 gives 10 minutes per command). Benchmarks, and the GPU forward stages and measured memory
@@ -66,7 +68,7 @@ def _lazy(module: str, function: str = "run") -> Callable[[RunContext], Iterable
 
 ENTRIES: tuple[Entry, ...] = (
     Entry("kernel_bench", "one LoRA linear: cuBLAS base, PEFT-style, merged, vidlora (CPU: torch paths)",
-          _lazy("wrapped", "run_kernel_bench")),
+          _lazy("suite_adapters", "run_kernel_bench")),
     Entry("fp8_kernel_bench", "FP8 LoRA linear: W8A16 / W8A8 vs cuBLAS bf16 and vidlora bf16 (CPU: references)",
           _lazy("fp8_kernel_bench")),
     Entry("forward", "one transformer forward: no LoRA, diffusers+PEFT 1/3/fused, vidlora bf16/fp8 1/3",
@@ -78,18 +80,19 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("roofline", "projected kernel times on H100/H200/RTX 4090/A100 from FLOPs and bytes (projection)",
           _lazy("roofline")),
     Entry("fp8_lora_error", "LoRA-effect error on an FP8 base: vidlora unmerged vs merge + re-quantize",
-          _lazy("wrapped", "run_fp8_lora_error")),
+          _lazy("suite_adapters", "run_fp8_lora_error")),
     Entry("kernel_audit", "SASS of the AOT-compiled kernels for sm_80/89/90: MMA kind, spills, smem",
-          _lazy("wrapped", "run_kernel_audit")),
+          _lazy("suite_adapters", "run_kernel_audit")),
+    Entry("cli_startup", "a bad command line's one-line error vs python -c 'import torch' (no GPU needed)",
+          _lazy("cli_startup")),
 )  # fmt: skip
 
 
 def default_out_dir() -> tuple[Path, str]:
-    """(folder, why): benchmarks/results in a checkout, else ./vidlora-bench-results."""
-    here = Path(__file__).resolve().parent
-    if (here.parent / "pyproject.toml").is_file() and (here / "harness.py").is_file():
-        return here / "results", "source checkout"
-    return Path.cwd() / "vidlora-bench-results", "installed package (pass --out to choose)"
+    """(folder, why): ``bench-results`` in the vidlora cache (see the module docstring)."""
+    from vidlora.common.cache_dir import vidlora_cache_dir
+
+    return vidlora_cache_dir() / "bench-results", "the vidlora cache; pass --out DIR to choose"
 
 
 def _error_row(ctx: RunContext, name: str, exc: BaseException) -> dict[str, Any]:

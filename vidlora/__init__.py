@@ -7,6 +7,8 @@ Triton kernels) load on first use of the names below.
     h = vidlora.attach(pipe)                 # patch in place, returns an Adapters handle
     h.add("motion.safetensors", weight=0.8)
     vidlora.write_mp4(frames, "out.mp4", fps=16)
+
+    pipe = vidlora.tiny_pipeline("wan-t2v")  # the embedded tiny pipeline, loaded (CPU, fp32)
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
     "read_lora",
     "LoRAFile",
     "write_mp4",
+    "tiny_pipeline",
+    "tiny_pipeline_dir",
     "load_fp8_scaled_wan",
     "use_backend",
     "get_backend",
@@ -53,6 +57,8 @@ _LAZY = {
     "read_lora": "vidlora.lora",
     "LoRAFile": "vidlora.lora.lora_file",
     "write_mp4": "vidlora.app.video",
+    "tiny_pipeline": "vidlora.app.pipelines",
+    "tiny_pipeline_dir": "vidlora.app.tiny",
     "load_fp8_scaled_wan": "vidlora.app.fp8_checkpoints",
     "use_backend": "vidlora.kernels.backend",
     "get_backend": "vidlora.kernels.backend",
@@ -80,3 +86,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from vidlora.kernels.backend import get_backend, use_backend
     from vidlora.lora.lora_file import LoRAFile
     from vidlora.app.video import write_mp4
+    from vidlora.app.pipelines import tiny_pipeline
+    from vidlora.app.tiny import tiny_pipeline_dir

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 
 from vidlora.app.cli import main
-from vidlora.app.demo import write_demo_assets
+from vidlora.app.tiny import write_demo_assets
 from vidlora.app.video import read_mp4_metadata
 
 
@@ -66,12 +67,39 @@ def test_hunyuan_t2v_tiny(tmp_path, capsys):
 
 
 def test_demo(tmp_path, capsys):
+    from vidlora.app.cli.demo import COLUMNS, COMPARE_GAP
+
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--out", str(out)]) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
     meta = read_mp4_metadata(out)
     assert [l["name"] for l in meta["loras"]] == ["motion", "style"]
     assert meta["fp8"]
-    assert iio.imread(out).ndim == 4
+    video = iio.imread(out).astype(np.float32)
+    assert video.ndim == 4
+
+    # demo-compare.mp4: no LoRA | motion | motion + style; the differences the demo measured
+    # on the frames (metadata, printed) hold in the decoded video, and demo.mp4 (encoded
+    # apart, at another quality) is recognisably its last column
+    compare = iio.imread(tmp_path / "demo-compare.mp4").astype(np.float32)
+    f, h, w, _ = video.shape
+    assert compare.shape == (f, 2 * h + COMPARE_GAP, 3 * w + 2 * COMPARE_GAP, 3)
+    cols = [compare[:, :h, i * (w + COMPARE_GAP): i * (w + COMPARE_GAP) + w] for i in range(3)]
+    recorded = read_mp4_metadata(tmp_path / "demo-compare.mp4")
+    assert recorded["columns"] == list(COLUMNS)
+    for i in range(3):
+        for j in range(i):
+            key = f"{COLUMNS[i]} vs {COLUMNS[j]}"
+            measured, decoded = recorded["mean_abs_difference_0_255"][key], np.abs(cols[i] - cols[j]).mean()
+            assert measured > 1.0 and 0.5 * measured < decoded < 1.5 * measured, (key, measured, decoded)
+            assert key in err  # printed for the user
+    to_demo = [np.abs(c - video).mean() for c in cols]
+    assert to_demo[2] < min(to_demo[:2]), to_demo
+    # the difference row: black under the no-LoRA column, not under the others
+    below = [compare[:, h + COMPARE_GAP:, i * (w + COMPARE_GAP): i * (w + COMPARE_GAP) + w].mean() for i in range(3)]
+    assert below[0] < 4 and below[1] > 10 and below[2] > 10, below
+    assert main(["demo", "--out", str(out)]) == 2  # both files exist: refused without --overwrite
+    assert "exists" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -85,9 +85,26 @@ def test_cli_list_and_unknown_name(capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_default_out_dir_in_a_checkout():
+def test_default_out_dir_is_the_vidlora_cache(tmp_path, monkeypatch):
+    # not benchmarks/results (untracked files in a checkout) nor the current folder
+    monkeypatch.setenv("VIDLORA_CACHE", str(tmp_path / "cache"))
     folder, why = default_out_dir()
-    assert folder.name == "results" and folder.parent.name == "benchmarks" and why == "source checkout"
+    assert folder == tmp_path / "cache" / "bench-results" and "--out" in why
+
+
+def test_cli_startup_benchmark_rows(monkeypatch):
+    from vidlora.benchmarks import cli_startup
+    from vidlora.benchmarks.rows import RunContext
+
+    monkeypatch.setattr(cli_startup, "CASES", {"--out o.gif": cli_startup.CASES["--out o.gif"]})
+    ctx = RunContext("run-1", "cpu", quick=True, out_dir=None)
+    rows = list(cli_startup.run(ctx, repeats=1, warmup=0))
+    assert check_rows(rows) == []
+    by = {r["method"]: r for r in rows if r.get("kind") != "goal"}
+    assert set(by) == {cli_startup.BASELINE, "python -c pass", "vidlora: --out o.gif"}
+    assert by["vidlora: --out o.gif"]["baseline"] == cli_startup.BASELINE
+    (goal,) = [r for r in rows if r.get("kind") == "goal"]
+    assert goal["method"] == "vidlora: --out o.gif" and goal["verdict"] in ("met", "not met")
 
 
 def test_time_budget_skips_with_a_row_and_still_reports(tmp_path, monkeypatch):

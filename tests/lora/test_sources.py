@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import re
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 
 import pytest
 import torch
@@ -22,7 +21,9 @@ from safetensors.torch import save as save_safetensors
 from vidlora.errors import SourceError, UnsafeFileError, VidloraError
 
 from helpers.http_server import LoopbackServer, send_bytes, send_json, send_status
-from vidlora.lora.sources import check_safetensors_file, parse_lora_spec, resolve_source
+from vidlora.lora.safetensors_check import check_safetensors_file
+from vidlora.lora.sources import parse_lora_spec, resolve_source
+from vidlora.lora.sources.civitai import civitai_ref_from_page_url
 
 LORA = save_safetensors(
     {"blocks.0.attn1.to_q.lora_A.weight": torch.arange(48.0).reshape(2, 24),
@@ -169,10 +170,14 @@ def test_url_404_and_401(server, tmp_path):
         resolve_source(f"{server.url}/private.safetensors", cache_dir=tmp_path, progress=False)
 
 
-def test_url_offline_is_a_clear_error(tmp_path):
+def _closed_port() -> int:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def test_url_offline_is_a_clear_error(tmp_path):
+    port = _closed_port()
     with pytest.raises(SourceError, match=f"cannot reach 127.0.0.1:{port}.*offline"):
         resolve_source(f"http://127.0.0.1:{port}/x.safetensors", cache_dir=tmp_path, progress=False)
 
@@ -256,6 +261,78 @@ def test_pickle_and_html_served_as_safetensors_are_refused(server, tmp_path):
     assert leftovers == []
 
 
+def test_url_secrets_stay_out_of_messages_origins_and_records(server, tmp_path):
+    server.routes["/signed.safetensors"] = send_bytes(LORA)
+    url = f"{server.url}/signed.safetensors?X-Amz-Signature=s3cr3t&token=t0ken&version=2"
+    resolved = resolve_source(url, cache_dir=tmp_path, progress=False)
+    assert resolved.origin == f"{server.url}/signed.safetensors?X-Amz-Signature=***&token=***&version=2"
+    (record,) = tmp_path.rglob("record.json")
+    assert json.loads(record.read_text())["url"] == resolved.origin
+    server.routes["/gone.safetensors"] = send_status(404)
+    with pytest.raises(SourceError) as err:
+        resolve_source(f"{server.url}/gone.safetensors?api_key=k3y", cache_dir=tmp_path, progress=False)
+    assert "k3y" not in str(err.value) and "api_key=***" in str(err.value)
+    # a password in the netloc is never printed, not even when the host cannot be reached
+    port = _closed_port()
+    with pytest.raises(SourceError, match=f"cannot reach 127.0.0.1:{port} ") as err:
+        resolve_source(f"http://user:pa55@127.0.0.1:{port}/x.safetensors", cache_dir=tmp_path, progress=False)
+    assert "pa55" not in str(err.value)
+
+
+def test_requests_name_vidlora(server, tmp_path):
+    server.routes["/ua.safetensors"] = send_bytes(LORA)
+    resolve_source(f"{server.url}/ua.safetensors", cache_dir=tmp_path, progress=False)
+    assert server.requests_to("/ua.safetensors")[0][2]["User-Agent"].startswith("vidlora")
+
+
+def test_a_damaged_record_means_download_again(server, tmp_path):
+    server.routes["/r.safetensors"] = send_bytes(LORA)
+    url = f"{server.url}/r.safetensors"
+    first = resolve_source(url, cache_dir=tmp_path, progress=False)
+    (record,) = tmp_path.rglob("record.json")
+    for damage in ("not json", json.dumps({"file": first.path.name}), json.dumps({**json.loads(record.read_text()), "size": 1})):
+        record.write_text(damage)
+        count = len(server.requests_to("/r.safetensors"))
+        again = resolve_source(url, cache_dir=tmp_path, progress=False)
+        assert again.path == first.path and again.sha256 == LORA_SHA
+        assert len(server.requests_to("/r.safetensors")) == count + 1
+    assert len(list((tmp_path / "downloads").iterdir())) == 1  # one folder per URL
+    server.routes["/other.safetensors"] = send_bytes(LORA)
+    resolve_source(f"{server.url}/other.safetensors", cache_dir=tmp_path, progress=False)
+    assert len(list((tmp_path / "downloads").iterdir())) == 2
+
+
+def test_two_resolutions_at_once_download_once(server, tmp_path):
+    serve = send_bytes(LORA)
+    started = threading.Event()
+
+    def slow(req):
+        started.set()
+        time.sleep(0.3)  # the second caller arrives while the first one downloads
+        serve(req)
+
+    server.routes["/shared.safetensors"] = slow
+    url = f"{server.url}/shared.safetensors"
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(resolve_source(url, cache_dir=tmp_path, progress=False))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=run)
+    first.start()
+    assert started.wait(5)
+    second = threading.Thread(target=run)
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert errors == [] and len(results) == 2
+    assert results[0].path == results[1].path and results[0].path.read_bytes() == LORA
+    assert len(server.requests_to("/shared.safetensors")) == 1  # the second waited on the lock, then read the record
+
+
 # ---------------------------------------------------------------------------- Civitai
 
 
@@ -328,6 +405,20 @@ def test_civitai_redirect_to_storage_drops_the_token(server, tmp_path, monkeypat
     assert "Authorization" not in server.requests_to("/bucket/signed.safetensors")[0][2]
 
 
+def test_civitai_login_page_names_the_token(server, tmp_path, monkeypatch):
+    # Civitai answers a download that needs a key with its login page (HTTP 200)
+    monkeypatch.setenv("VIDLORA_CIVITAI_API", server.url)
+    server.routes["/api/v1/model-versions/135931"] = send_json(_civitai_version(server))
+    server.routes["/api/download/models/135931"] = send_bytes(b"<!DOCTYPE html><html>Sign in</html>")
+    with pytest.raises(SourceError, match="HTML page.*Civitai serves a login page.*set CIVITAI_TOKEN"):
+        resolve_source("civitai:120096@135931", cache_dir=tmp_path, progress=False)
+    monkeypatch.setenv("CIVITAI_TOKEN", "tok123")  # with a key, the page is something else: no advice to set one
+    with pytest.raises(SourceError, match="HTML page") as err:
+        resolve_source("civitai:120096@135931", cache_dir=tmp_path, progress=False)
+    assert "CIVITAI_TOKEN" not in str(err.value)
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".part", ".safetensors")]
+
+
 def test_civitai_checks_hash_model_and_format(server, tmp_path, monkeypatch):
     monkeypatch.setenv("VIDLORA_CIVITAI_API", server.url)
     server.routes["/api/download/models/135931"] = send_bytes(LORA)
@@ -361,12 +452,10 @@ def test_civitai_latest_version_and_offline_reuse(server, tmp_path, monkeypatch)
 
 
 def test_civitai_page_url_goes_through_the_api(server, tmp_path, monkeypatch):
-    from vidlora.lora import sources
-
     monkeypatch.setenv("VIDLORA_CIVITAI_API", server.url)
     server.routes["/api/v1/model-versions/135931"] = send_json(_civitai_version(server))
     server.routes["/api/download/models/135931"] = send_bytes(LORA)
-    assert sources._civitai_ref_from_page_url("https://civitai.com/models/120096/x?modelVersionId=135931") == \
+    assert civitai_ref_from_page_url("https://civitai.com/models/120096/x?modelVersionId=135931") == \
         "civitai:120096@135931"
     resolved = resolve_source("https://civitai.com/models/120096/some-name?modelVersionId=135931",
                               cache_dir=tmp_path, progress=False)
@@ -432,7 +521,7 @@ def test_hub_errors(server, tmp_path, monkeypatch):
 def test_adapters_add_and_read_lora_take_urls_and_hub_ids(server, tmp_path, monkeypatch):
     """`read_lora` and `Adapters.add` resolve remote sources through the same call."""
     import vidlora
-    from vidlora.app.demo import write_demo_assets
+    from vidlora.app.tiny import write_demo_assets
     from vidlora.app.tiny import tiny_transformer
 
     data = write_demo_assets(tmp_path / "assets")["motion"].read_bytes()

@@ -14,7 +14,7 @@ import io
 from collections import Counter
 from typing import Any
 
-from vidlora.common.text import index_ranges
+from vidlora.common.text import format_bytes, index_ranges
 from vidlora.errors import VidloraError
 from vidlora.lora import LoRAFile, match_lora
 from vidlora.lora.metadata import training_summary
@@ -162,14 +162,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def _content_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
     v = c["variant"]
     variant = ", ".join(f"{k} {v[k]}" for k in ("task", "version", "expert") if v[k]) or "not stated by the file"
@@ -232,7 +224,7 @@ def render_report(report: dict[str, Any]) -> str:
 
     head = [
         ("file", report["file"]),
-        ("size", f"{_size(report['size_bytes'])} ({report['size_bytes']} bytes)"),
+        ("size", f"{format_bytes(report['size_bytes'])} ({report['size_bytes']} bytes)"),
         ("dtype", _fmt(report["dtype"])),
         ("sha256", _fmt(report["sha256"])),
         ("trigger words", _fmt(report["trigger_words"]) if report["trigger_words"] else "none in the metadata"),

@@ -4,10 +4,38 @@ model's :class:`~vidlora.model.Inventory`.
 
     lora = read_lora("motion.safetensors")        # any scheme W1-W7, H1-H6
     report = match_lora(lora, inventory(model))   # raises LoRAMismatchError naming both sides
+
+Names load lazily (PEP 562): ``vidlora.lora.sources`` (spec parsing, resolving a file)
+imports no torch, so the CLI checks ``--lora`` arguments before torch is imported.
 """
 
-from .lora_file import LoRAFile, LowRank, Variant
-from .match import MatchReport, match_lora
-from .read import read_lora
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["read_lora", "match_lora", "MatchReport", "LoRAFile", "LowRank", "Variant"]
+
+_LAZY = {
+    "read_lora": "read",
+    "match_lora": "match",
+    "MatchReport": "match",
+    "LoRAFile": "lora_file",
+    "LowRank": "lora_file",
+    "Variant": "lora_file",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .lora_file import LoRAFile, LowRank, Variant
+    from .match import MatchReport, match_lora
+    from .read import read_lora

@@ -3,7 +3,7 @@
     lora = read_lora("motion.safetensors")        # any scheme W1-W7, H1-H6
 
 Reading goes: the source (a local path as is; Hub ids, URLs, civitai: through
-sources.py) -> safe file read (safetensors only, header checked first; pickles refused)
+sources/) -> safe file read (safetensors only, header checked first; pickles refused)
 -> tensor checks (floats, finite) -> the one reader whose key signature the file holds
 (readers/) -> name translation, scales, exact splits and dense materializations
 (assemble.py) -> family, variant with evidence, trigger words.
@@ -33,7 +33,7 @@ def _resolve_source(source: str | os.PathLike) -> tuple[str, tuple[str, ...]]:
     """A LoRA reference -> (local file path, trigger words the source lists).
 
     An existing local path is read as is (its errors come from the safe reader); anything
-    else goes through vidlora.sources: Hub ids, URLs, civitai:MODEL@VERSION."""
+    else goes through vidlora.lora.sources: Hub ids, URLs, civitai:MODEL@VERSION."""
     text = os.fspath(source)
     local = os.path.expanduser(text)
     # an existing file, or one that can only be a path (absolute, ./, ~): the safe reader

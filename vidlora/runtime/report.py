@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vidlora.common.text import index_ranges
+from vidlora.common.text import format_bytes, index_ranges
 from vidlora.model import describe
 
 from .patching import PatchedModel
@@ -19,15 +19,15 @@ class Report(dict):
             fp8 = f" ({', '.join(m['fp8'])})" if m.get("fp8") else ""
             lines.append(
                 f"{key}: {m['family']}, {m['patched_linears']} Linears in {m['patched_units']} units "
-                f"({m['fused_units']} fused), base {m['base_dtype']}{fp8} {_bytes(m['base_bytes'])}, "
-                f"adapter stacks {_bytes(m['adapter_bytes'])}"
+                f"({m['fused_units']} fused), base {m['base_dtype']}{fp8} {format_bytes(m['base_bytes'])}, "
+                f"adapter stacks {format_bytes(m['adapter_bytes'])}"
             )
         for a in self["adapters"]:
             state = "" if a["enabled"] else ", disabled"
             blocks = a["blocks"] if a["blocks"] == "all" else index_ranges(a["blocks"])
             lines.append(
                 f"  {a['name']}: weight {a['weight']}{state}, {a['linears']} Linears + {a['deltas']} tensors, "
-                f"blocks {blocks}, on {'+'.join(a['models'])}, {_bytes(a['bytes'])}"
+                f"blocks {blocks}, on {'+'.join(a['models'])}, {format_bytes(a['bytes'])}"
             )
             if a["expert"]:
                 lines.append(f"    {a['expert']}")
@@ -39,14 +39,6 @@ class Report(dict):
         if not self["adapters"]:
             lines.append("  no adapters")
         return "\n".join(lines)
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def model_summary(pm: PatchedModel) -> dict:

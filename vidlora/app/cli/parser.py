@@ -1,18 +1,17 @@
-"""``vidlora`` command line: i2v, t2v, inspect, demo, bench.
+"""The ``vidlora`` argument parser. Imports no torch: a bad argument costs milliseconds.
 
-Every user error is one line on stderr and a non-zero exit (2), never a traceback; an
-unexpected internal error keeps its traceback (that is a bug to report).
+Value types check what they can alone (sizes, positive counts, finite numbers, a positive
+flow shift); rules that need the model's configs live in ``plan.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
+import math
 
-from vidlora.errors import VidloraError
+from ..pipelines.info import DEFAULT_MODELS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "EXIT_USER_ERROR"]
 
 EXIT_USER_ERROR = 2
 
@@ -43,14 +42,38 @@ def _positive_int(text: str) -> int:
 
 def _float(text: str) -> float:
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
+    return v
 
 
-def _add_generation_args(p: argparse.ArgumentParser, image: bool) -> None:
-    if image:
-        p.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP)")
+def _positive_float(text: str) -> float:
+    v = _float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
+    return v
+
+
+def _flow_shift(text: str) -> float:
+    v = _float(text)
+    if v <= 0:
+        # 0 collapses every sigma to 0 and a negative shift flips them: the whole loop
+        # would run and decode NaN frames
+        raise argparse.ArgumentTypeError(f"the flow shift must be > 0 (Wan uses 3.0 at 480p, 5.0 at 720p); got {text!r}")
+    return v
+
+
+def _add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true",
+                   help="print the full traceback of an error from inside the pipeline (or set VIDLORA_DEBUG=1)")
+
+
+def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
+    if task == "i2v":
+        p.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP); centre-cropped to the video's aspect ratio when it differs")
     p.add_argument("--prompt", required=True, help="text prompt")
     p.add_argument("--negative-prompt", default=None, help="negative prompt (default: the model's usual one)")
     p.add_argument(
@@ -65,7 +88,7 @@ def _add_generation_args(p: argparse.ArgumentParser, image: bool) -> None:
                    help="LoRA for the low-noise expert only (Wan 2.2 A14B)")
     p.add_argument("--model", default=None,
                    help="Hugging Face Hub id or local diffusers folder; 'tiny' = the embedded tiny model "
-                   "(default: Wan 2.1 I2V 14B 480P for i2v, Wan 2.1 T2V 1.3B for t2v)")
+                   f"(default: {DEFAULT_MODELS[task]})")
     p.add_argument("--fp8", nargs="?", const="w8a16", default=None, choices=["w8a16", "w8a8"],
                    help="store the transformer's block weights in FP8 (e4m3) with the LoRAs kept exact "
                    "(default mode w8a16; w8a8 also quantizes activations, sm_89+)")
@@ -74,10 +97,11 @@ def _add_generation_args(p: argparse.ArgumentParser, image: bool) -> None:
     p.add_argument("--steps", type=_positive_int, default=None, help="denoising steps (default: the model's own, 30 for Wan)")
     p.add_argument("--guidance", type=_float, default=None, help="guidance scale (default: the model's own, 5.0 for Wan)")
     p.add_argument("--guidance-2", type=_float, default=None, help="Wan 2.2 low-noise expert guidance scale")
-    p.add_argument("--flow-shift", type=_float, default=None, help="scheduler flow shift (distill LoRAs need a given one)")
+    p.add_argument("--flow-shift", type=_flow_shift, default=None,
+                   help="scheduler flow shift, > 0 (distill LoRAs need a given one)")
     p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT (default: the model's own, 832x480 for Wan 480p)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--fps", type=_float, default=None, help="output fps (default: Wan 16, HunyuanVideo 24)")
+    p.add_argument("--fps", type=_positive_float, default=None, help="output fps (default: Wan 16, HunyuanVideo 24)")
     p.add_argument("--offload", choices=["model", "group", "sequential"], default=None,
                    help="CPU offload so big models fit small GPUs (diffusers' model / group / sequential offload)")
     p.add_argument("--out", default=None, help="output .mp4 (default: out.mp4)")
@@ -85,6 +109,7 @@ def _add_generation_args(p: argparse.ArgumentParser, image: bool) -> None:
     p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda when available")
     p.add_argument("--auto-trigger", action="store_true", help="append the LoRAs' trigger words missing from the prompt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_common_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,10 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("i2v", help="image to video with stacked LoRAs",
                        description="Image to video with stacked LoRAs (Wan 2.1/2.2 I2V, HunyuanVideo I2V); writes an MP4.")
-    _add_generation_args(p, image=True)
+    _add_generation_args(p, "i2v")
     p = sub.add_parser("t2v", help="text to video with stacked LoRAs",
                        description="Text to video with stacked LoRAs (Wan 2.1/2.2, HunyuanVideo); writes an MP4.")
-    _add_generation_args(p, image=False)
+    _add_generation_args(p, "t2v")
 
     p = sub.add_parser("inspect", help="what a LoRA file holds, and whether it fits a model",
                        description="Scheme, family and variant (with the evidence), ranks, alpha, module counts, "
@@ -109,21 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check against this model: a Hub id, a local diffusers folder, a built-in config name "
                    "(e.g. wan2.1-t2v-1.3b) or tiny / tiny:KIND")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common_args(p)
 
     p = sub.add_parser("demo", help="generate a short video on the embedded tiny model with two stacked LoRAs",
                        description="Writes an example image and two LoRA files for the embedded tiny Wan I2V model, "
-                       "then runs `vidlora i2v` with both stacked (one on a strength schedule) over an FP8 base.")
-    p.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+                       "then generates with both stacked (one on a strength schedule) over an FP8 base, and beside "
+                       "--out a comparison video (no LoRA | motion | motion + style).")
+    p.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4; the comparison goes to demo-compare.mp4)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out (and its comparison) if they exist")
     p.add_argument("--workdir", default=None, help="where the example image and LoRAs go (default: beside --out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_common_args(p)
 
     p = sub.add_parser("bench", help="run the benchmark suite",
                        description="Run the benchmark suite (needs the bench extra: pip install 'vidlora[bench]'); "
                        "see benchmarks/README.md.")
     p.add_argument("--quick", action="store_true", help="CPU-sized measurements only (a few minutes)")
     p.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this benchmark (repeatable)")
-    p.add_argument("--out", default=None, help="results folder (default: benchmarks/results in a checkout)")
+    p.add_argument("--out", default=None,
+                   help="results folder (default: bench-results in the vidlora cache, $VIDLORA_CACHE)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    _add_common_args(p)
     return parser
 
 
@@ -131,56 +162,3 @@ def _version() -> str:
     from vidlora._version import __version__
 
     return f"vidlora {__version__}"
-
-
-def _quiet_libraries(progress: bool) -> None:
-    """Library chatter a command-line user cannot act on: transformers' warnings (e.g. the
-    torchvision notice on every image pipeline), and with --quiet the loading bars of
-    diffusers, transformers and huggingface_hub too."""
-    import diffusers
-    import huggingface_hub
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    if not progress:
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.logging.disable_progress_bar()
-        huggingface_hub.utils.disable_progress_bars()
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, --version, or a bad argument (already printed)
-        return int(e.code or 0)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        if args.command != "bench":
-            _quiet_libraries(progress=not (getattr(args, "quiet", False) or getattr(args, "json", False)))
-        if args.command in ("i2v", "t2v"):
-            from .cli_generate import run_generate
-
-            return run_generate(args, task=args.command)
-        if args.command == "inspect":
-            from .cli_inspect import run_inspect
-
-            return run_inspect(args)
-        if args.command == "demo":
-            from .demo import run_demo
-
-            return run_demo(args)
-        if args.command == "bench":
-            from vidlora.benchmarks.suite import run_suite
-
-            return run_suite(args)
-    except VidloraError as e:
-        print(f"vidlora: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("vidlora: interrupted", file=sys.stderr)
-        return 130
-    raise AssertionError(args.command)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,29 +1,29 @@
-"""``vidlora demo``: the whole path on the embedded tiny model, in well under a minute.
-
-It writes an example image and two LoRA files for the tiny Wan I2V model, in two of the
-on-disk schemes users download most: a "motion" LoRA as musubi-tuner writes it (kohya
+"""The demo's inputs: an example image and two LoRA files for the tiny Wan I2V model, in two
+of the on-disk schemes users download most: a "motion" LoRA as musubi-tuner writes it (kohya
 ``lora_unet_`` keys with an alpha per module: W3) on self-attention and the FFN, and a
 "style" LoRA as kijai's extractions are written (original Wan names, ``lora_down``/
 ``lora_up``, plus ``diff`` / ``diff_b`` / ``diff_m`` full-tensor patches: W2) on
-cross-attention, a norm, biases and a modulation table. Then it runs ``vidlora i2v`` with
-both stacked, the style one on a strength schedule, on an FP8 base, and writes the MP4.
+cross-attention, a norm, biases and a modulation table. ``vidlora demo`` stacks both, the
+style one on a strength schedule (``STYLE_SCHEDULE``); the tests read them as fixtures.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from .configs import TINY_TRANSFORMER_CONFIGS
 
-from vidlora.errors import VidloraError
+if TYPE_CHECKING:  # torch is imported when the files are written, not with the constants
+    import torch
 
-__all__ = ["run_demo", "write_demo_assets"]
+__all__ = ["write_demo_assets", "STYLE_SCHEDULE", "MOTION_STRENGTH"]
 
 _MOTION_RANK, _MOTION_ALPHA = 8, 4.0
 _STYLE_RANK = 4
-_STYLE_SCHEDULE = "1.0,0.6,0.3,0.0"  # strong early (layout), fading out over the steps
+MOTION_STRENGTH = 0.8
+STYLE_SCHEDULE = (1.0, 0.6, 0.3, 0.0)  # strong early (layout), fading out over the tiny model's 4 steps
 
 
 def _original(inner: str) -> str:
@@ -49,8 +49,9 @@ def _image(path: Path) -> None:
 def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """A safetensors file with a byte-for-byte reproducible header (keys and metadata
     sorted), so the demo LoRAs have the same sha256 on every run and machine."""
-    import json
     import struct
+
+    import torch
 
     header: dict = {"__metadata__": dict(sorted(metadata.items()))}
     blobs, offset = [], 0
@@ -67,8 +68,9 @@ def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
 
 
 def write_demo_assets(folder: Path) -> dict[str, Path]:
-    """The example image and the two LoRA files; returns their paths."""
-    from .tiny import TINY_TRANSFORMER_CONFIGS
+    """The example image and the two LoRA files; returns their paths ("image", "motion",
+    "style"). Byte-identical on every run and machine (fixed seeds, sorted headers)."""
+    import torch
 
     cfg = TINY_TRANSFORMER_CONFIGS["wan-i2v"]
     width = cfg["num_attention_heads"] * cfg["attention_head_dim"]
@@ -118,26 +120,3 @@ def write_demo_assets(folder: Path) -> dict[str, Path]:
         "ss_output_name": "vidlora demo style",
     })
     return paths
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from .cli import build_parser
-    from .cli_generate import run_generate
-
-    out = Path(args.out).expanduser()
-    folder = Path(args.workdir).expanduser() if args.workdir else out.parent / "vidlora-demo"
-    if out.exists() and not args.overwrite:
-        raise VidloraError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
-    paths = write_demo_assets(folder)
-    argv = [
-        "i2v", "--model", "tiny", "--image", str(paths["image"]),
-        "--prompt", "a yellow ball bouncing on a gradient, watercolor",
-        "--lora", f"{paths['motion']}:0.8",
-        "--lora", f"{paths['style']}:{_STYLE_SCHEDULE}",
-        "--fp8", "--out", str(out), "--seed", "7",
-    ]
-    if args.overwrite:
-        argv.append("--overwrite")
-    print(f"vidlora demo: example image and LoRAs in {folder}")
-    print("running: vidlora " + " ".join(a if " " not in a else repr(a) for a in argv))
-    return run_generate(build_parser().parse_args(argv), task="i2v")

@@ -1,0 +1,69 @@
+"""``vidlora`` command line: i2v, t2v, inspect, demo, bench.
+
+Every user error is one line on stderr and exit code 2, never a traceback. An error from
+inside a library during a run is one line naming the stage and exit code 1; ``--debug``
+(or ``VIDLORA_DEBUG=1``) prints its traceback first. Importing this module, and parsing
+and checking a command's arguments, imports no torch (see ``plan.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+from vidlora.errors import VidloraError
+
+from .parser import EXIT_USER_ERROR, build_parser
+from .stages import StageError, debug_requested
+
+__all__ = ["main", "EXIT_STAGE_ERROR"]
+
+EXIT_STAGE_ERROR = 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad argument (already printed)
+        return int(e.code or 0)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return _dispatch(args)
+    except VidloraError as e:
+        print(f"vidlora: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except StageError as e:
+        if debug_requested(args):
+            traceback.print_exception(e.__cause__)
+        hint = "" if debug_requested(args) else " (--debug or VIDLORA_DEBUG=1 prints the traceback)"
+        print(f"vidlora: error: {e}{hint}", file=sys.stderr)
+        return EXIT_STAGE_ERROR
+    except KeyboardInterrupt:
+        print("vidlora: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    # Each command's module is imported only when it runs: none imports torch at import time.
+    if args.command in ("i2v", "t2v"):
+        from .generate_cmd import run_generate
+
+        return run_generate(args, task=args.command)
+    if args.command == "inspect":
+        from .inspect_cmd import run_inspect
+
+        return run_inspect(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args)
+    if args.command == "bench":
+        from vidlora.benchmarks.suite import run_suite
+
+        return run_suite(args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
