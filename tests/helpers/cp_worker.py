@@ -19,7 +19,8 @@ import torch.distributed as dist
 from torch import nn
 
 import vidlora
-from vidlora.app.tiny import TINY_TRANSFORMER_CONFIGS, _randomized, build_tiny_pipeline, tiny_transformer
+from vidlora.app.tiny import TINY_TRANSFORMER_CONFIGS, build_tiny_pipeline, tiny_transformer
+from vidlora.app.tiny.models import randomized as _randomized
 from vidlora.app.tiny import tiny_prompt_template, tiny_transformer_inputs
 from vidlora.model import inventory
 from vidlora.runtime.parallel import CPU_LSE_BACKEND

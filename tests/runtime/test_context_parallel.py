@@ -21,7 +21,8 @@ from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
 import vidlora
-from vidlora.app.tiny import TINY_TRANSFORMER_CONFIGS, _randomized, tiny_transformer, tiny_transformer_inputs
+from vidlora.app.tiny import TINY_TRANSFORMER_CONFIGS, tiny_transformer, tiny_transformer_inputs
+from vidlora.app.tiny.models import randomized as _randomized
 from vidlora.errors import VidloraError
 from vidlora.model import inventory
 from vidlora.runtime.unit import LoRALinear
