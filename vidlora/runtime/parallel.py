@@ -70,6 +70,8 @@ def context_parallel(
     mesh: a DeviceMesh with "ring" and "ulysses" dimensions (default: one over all ranks).
     attention_backend: set this diffusers backend first (ring needs one that returns the
         log-sum-exp: "_native_cudnn", "flash", "_native_flash"; on CPU "_vidlora_cpu_flash").
+        "auto": for ring, where the model's backend cannot return it, "_native_cudnn" on
+        CUDA (bf16/fp16) or "_vidlora_cpu_flash" on CPU; otherwise leave the backend alone.
     ulysses_anything / ring_anything: diffusers' uneven split (any token or head count).
     broadcast_latents: give every rank rank 0's latents at each transformer call.
     """
@@ -89,6 +91,8 @@ def context_parallel(
             "torch.accelerator.device_count(), and this torch sees no accelerator (0): context parallelism "
             "runs on GPUs (a CUDA build of torch, one GPU per rank)"
         )
+    if attention_backend == "auto":
+        attention_backend = _auto_backend(models, plans, ring)
     if attention_backend == CPU_LSE_BACKEND:
         register_cpu_lse_backend()
     backends = {key: _backend_of(model, attention_backend) for key, model in models.items()}
@@ -183,6 +187,16 @@ def _backend_of(model: nn.Module, wanted: str | None) -> str:
         if backend is not None:
             return str(getattr(backend, "value", backend))
     return str(_AttentionBackendRegistry.get_active_backend()[0].value)
+
+
+def _auto_backend(models: dict, plans: dict, ring: int) -> str | None:
+    if ring == 1:
+        return None
+    for key, model in models.items():
+        if plans[key].joint_text or _backend_of(model, None) not in _NO_LSE:
+            continue
+        return CPU_LSE_BACKEND if next(model.parameters()).device.type == "cpu" else "_native_cudnn"
+    return None
 
 
 def _check_backend(key: str, model: nn.Module, ring: int, plan: CPPlan, backend: str) -> None:
