@@ -203,11 +203,20 @@ def _hunyuan_variants(world):
     padded["encoder_attention_mask"][:, 4:] = False  # 4 real text tokens, 2 padding
     U = dict(ulysses=world)
     extra = ("proj_out", "single_transformer_blocks.0.proj_out")
+    from diffusers import HunyuanVideoTransformer3DModel
+
+    from vidlora.app.tiny.configs import HUNYUAN_I2V_TRANSFORMER
+
+    i2v_inputs = dict(padded, hidden_states=torch.randn(1, HUNYUAN_I2V_TRANSFORMER["in_channels"], 2, 8, 8,
+                                                        generator=torch.Generator().manual_seed(5)))  # fmt: skip
     return {
         "ulysses_text_padding_hooked_added_after": lambda: _transformer_case(kind, U, when="before", extra=extra,
                                                                              inputs=padded, mesh=uly),
         "ulysses_after_attach_schedule": lambda: _transformer_case(kind, U, when="after", schedule=True, mesh=uly),
         "ulysses_fp8": lambda: _transformer_case(kind, U, when="before", fp8=True, inputs=padded, mesh=uly),
+        "ulysses_i2v_latent_concat": lambda: _transformer_case(
+            kind, U, when="before", inputs=i2v_inputs, mesh=uly,
+            model_fn=lambda: _randomized(HunyuanVideoTransformer3DModel, HUNYUAN_I2V_TRANSFORMER, 0, torch.float32)),
         "ring_text_padding": lambda: _transformer_case(kind, dict(ring=world, ulysses=1), when="before", extra=extra,
                                                        inputs=padded, mesh=ring),
         "hunyuan_pipeline": lambda: _pipeline_case(kind, U, mesh=uly, guidance_scale=6.0),

@@ -149,6 +149,7 @@ _HUNYUAN_CASES = {
     "ulysses_text_padding_hooked_added_after": (True, True),
     "ulysses_after_attach_schedule": (True, False),
     "ulysses_fp8": (True, False),
+    "ulysses_i2v_latent_concat": (True, False),
     "ring_text_padding": (True, True),  # the joint processor gathers the video keys: exact too
 }
 
