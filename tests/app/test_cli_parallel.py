@@ -99,3 +99,10 @@ def test_fewer_gpus_than_asked(assets, tmp_path, capsys):
     args = [a for a in _args(assets, tmp_path / "x.mp4", "--gpus", "2") if a not in ("--device", "cpu")]
     assert main(args) == 2
     assert "--gpus 2: torch sees 0 CUDA GPUs" in capsys.readouterr().err
+
+
+def test_cpu_processes_on_a_torch_without_accelerator_are_refused_before_launch(assets, tmp_path, capsys,
+                                                                                 monkeypatch):  # fmt: skip
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 0)
+    assert main(_args(assets, tmp_path / "x.mp4", "--gpus", "2")) == 2
+    assert "sees no accelerator (0)" in capsys.readouterr().err

@@ -134,6 +134,12 @@ def relaunch(par: ParallelRun, argv: list[str], device: str | None) -> int:
     exit code of the launch (the first failing rank's)."""
     import torch
 
+    if device == "cpu" and torch.accelerator.device_count() == 0:
+        raise VidloraError(
+            f"--gpus {par.gpus} --device cpu: diffusers 0.42.1's context parallelism picks each rank's device as "
+            "rank % torch.accelerator.device_count(), and this torch sees no accelerator (0). CPU processes over "
+            "gloo need a CUDA build of torch on a machine with a GPU; on GPUs, drop --device cpu"
+        )
     if device != "cpu":
         have = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if have < par.gpus:
