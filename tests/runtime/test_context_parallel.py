@@ -115,7 +115,7 @@ def test_wan_transformer_equals_one_process(wan, name):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("error_tokens", r"makes 9 video tokens, which do not divide by the 2 ranks.*ulysses_anything=True"),
+        ("error_tokens", r"makes 9 tokens, which do not divide by the 2 ranks.*ulysses_anything=True"),
         ("error_heads", r"3 attention heads, which do not divide by ulysses=2.*ring=2, ulysses=1"),
         ("error_ring_without_lse", r"log-sum-exp.*attention_backend='_vidlora_cpu_flash'"),
     ],

@@ -23,10 +23,10 @@ import re
 from typing import Any
 
 from .names import BlockGroup, NameTable
-from .parallel_plan import CPPlan, Gather, Split, patched_tokens
+from .parallel_plan import CPPlan, Gather, Split, config_value, patched_tokens
 from .spec import FamilySpec, GroupLayout, Signal
 
-__all__ = ["HUNYUAN_VIDEO", "HUNYUAN_NAMES"]
+__all__ = ["HUNYUAN_VIDEO", "HUNYUAN_NAMES", "hunyuan_tokens"]
 
 _QKV = ("attn.to_q", "attn.to_k", "attn.to_v")
 _ADD_QKV = ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")
@@ -151,17 +151,14 @@ def _lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
     return []
 
 
-def _get(config: Any, key: str, default=None):
-    return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
+def hunyuan_tokens(config: Any, inputs) -> int:
+    """Video tokens of a HunyuanVideo-style call: the latent cut into patches."""
+    p = int(config_value(config, "patch_size", 2))
+    return patched_tokens(tuple(inputs["hidden_states"].shape), (int(config_value(config, "patch_size_t", 1)), p, p))
 
 
-def _tokens(config: Any, shape: tuple[int, ...]) -> int:
-    p = int(_get(config, "patch_size", 2))
-    return patched_tokens(shape, (int(_get(config, "patch_size_t", 1)), p, p))
-
-
-def _cp_refuse(config: Any) -> str | None:
-    if _get(config, "image_condition_type") == "token_replace":
+def _cp_refuse(config: Any, ring: int) -> str | None:
+    if config_value(config, "image_condition_type") == "token_replace":
         return ("HunyuanVideo-I2V token-replace modulates the first latent frame's tokens apart from the rest, "
                 "counted from the start of the whole sequence; split across ranks, every rank would treat its "
                 "own first tokens as the first frame")  # fmt: skip
@@ -181,7 +178,7 @@ _HUNYUAN_CP = CPPlan(
     },
     joint_text=True,
     joint_under=("transformer_blocks", "single_transformer_blocks"),
-    tokens=_tokens,
+    tokens=hunyuan_tokens,
     refuse=_cp_refuse,
 )
 

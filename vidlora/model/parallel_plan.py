@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Union
 
-__all__ = ["Split", "Gather", "CPPlan", "ModulePlan", "patched_tokens"]
+__all__ = ["Split", "Gather", "CPPlan", "ModulePlan", "patched_tokens", "config_value"]
 
 
 @dataclass(frozen=True)
@@ -51,22 +51,38 @@ ModulePlan = Mapping[str, Union[Mapping[Union[str, int], Union[Split, tuple]], G
 class CPPlan:
     """Context parallelism facts of one transformer class.
 
-    plan: the split/gather points (ignored when ``model_plan``).
+    plan: the split/gather points, or config -> them (a gather after the last block needs
+        the block count); ignored when ``model_plan``.
     model_plan: use the diffusers class's own ``_cp_plan``.
     joint_text: text and video tokens meet in one attention call (HunyuanVideo): the
         runtime installs its joint processor on every attention module under ``joint_under``.
     joint_under: the block containers whose attention modules attend jointly.
-    tokens: (config, latent shape [B, C, F, H, W]) -> the number of video tokens, the count
-        that must divide by the number of ranks.
-    refuse: config -> a reason this configuration cannot be split, or None.
+    local_attention: attention modules (paths, one ``*`` over a block list) that must keep
+        no parallel config: their processors would otherwise send keys that every rank
+        holds whole (text in cross-attention) or per-frame through Ulysses.
+    tokens: (config, forward inputs by name) -> the number of tokens that are split, which
+        must divide by the number of ranks.
+    check: (config, forward inputs, ranks) -> why this call cannot be split, or None (a
+        rule beyond the token count, e.g. whole latent frames per rank).
+    refuse: (config, ring degree) -> why this configuration cannot be split, or None.
     """
 
-    plan: ModulePlan = field(default_factory=dict)
+    plan: ModulePlan | Callable[[Any], ModulePlan] = field(default_factory=dict)
     model_plan: bool = False
     joint_text: bool = False
     joint_under: tuple[str, ...] = ()
-    tokens: Callable[[Any, tuple[int, ...]], int] = lambda config, shape: 0
-    refuse: Callable[[Any], str | None] = lambda config: None
+    local_attention: tuple[str, ...] = ()
+    tokens: Callable[[Any, Mapping[str, Any]], int] = lambda config, inputs: 0
+    check: Callable[[Any, Mapping[str, Any], int], str | None] = lambda config, inputs, ranks: None
+    refuse: Callable[[Any, int], str | None] = lambda config, ring: None
+
+    def module_plan(self, config: Any) -> ModulePlan:
+        return self.plan(config) if callable(self.plan) else self.plan
+
+
+def config_value(config: Any, key: str, default: Any = None) -> Any:
+    """``config[key]`` of a diffusers config object or a plain dict."""
+    return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
 
 
 def patched_tokens(shape: tuple[int, ...], patch: tuple[int, int, int]) -> int:

@@ -81,7 +81,7 @@ def context_parallel(
             "(torchrun and vidlora --gpus N do it), on every rank"
         )
     pipe, models = find_transformers(pipe_or_transformer)
-    plans = {key: _plan_of(key, model) for key, model in models.items()}
+    plans = {key: _plan_of(key, model, ring) for key, model in models.items()}
     ulysses, ring = _degrees(ulysses, ring, mesh)
     for key, model in models.items():
         _check_split(key, model, plans[key], ulysses, ring, ulysses_anything, ring_anything)
@@ -133,7 +133,7 @@ def _degrees(ulysses, ring, mesh) -> tuple[int, int]:
     return ulysses, ring
 
 
-def _plan_of(key: str, model: nn.Module) -> CPPlan:
+def _plan_of(key: str, model: nn.Module, ring) -> CPPlan:
     if getattr(model, "_parallel_config", None) is not None:
         raise VidloraError(f"{key} already runs with parallelism; call remove() on its ContextParallel handle first")
     spec = spec_for_model(model)
@@ -145,7 +145,7 @@ def _plan_of(key: str, model: nn.Module) -> CPPlan:
                            f"(plans: {have})")  # fmt: skip
     if plan.model_plan and getattr(model, "_cp_plan", None) is None:
         raise VidloraError(f"{key} ({type(model).__name__}) has no _cp_plan in this diffusers version")
-    reason = plan.refuse(model.config)
+    reason = plan.refuse(model.config, ring if isinstance(ring, int) else 1)
     if reason:
         raise VidloraError(f"{key} cannot be split across ranks: {reason}")
     return plan
@@ -235,12 +235,23 @@ def _diffusers_plan(plan: CPPlan, model: nn.Module) -> dict:
         return ContextParallelInput(split_dim=entry.dim, expected_dims=entry.ndim, split_output=entry.output)
 
     out = {}
-    for path, entry in plan.plan.items():
+    for path, entry in plan.module_plan(model.config).items():
         if isinstance(entry, (Gather, tuple)):
             out[path] = one(entry) if isinstance(entry, Gather) else list(one(entry))
         else:
             out[path] = {k: (one(v) if isinstance(v, Split) else list(one(v))) for k, v in entry.items()}
     return out
+
+
+def _keep_local(model: nn.Module, patterns: tuple[str, ...]) -> None:
+    """No parallel config on the attention modules ``patterns`` name (CPPlan.local_attention)."""
+    from diffusers.hooks.context_parallel import _get_submodule_by_name
+
+    for pattern in patterns:
+        found = _get_submodule_by_name(model, pattern)
+        for m in found if isinstance(found, list) else [found]:
+            if hasattr(getattr(m, "processor", None), "_parallel_config"):
+                m.processor._parallel_config = None
 
 
 class ContextParallel:
@@ -279,6 +290,7 @@ class ContextParallel:
                                                ulysses_anything=ulysses_anything, ring_anything=ring_anything)  # fmt: skip
                 self._applied[key] = cp_plan = _diffusers_plan(plan, model)
                 model.enable_parallelism(config=config, cp_plan=cp_plan)
+                _keep_local(model, plan.local_attention)
                 self._hooks.append(model.register_forward_pre_hook(self._pre_forward(key, plan), with_kwargs=True))
             self._main_only_output(pipe)
         except BaseException:
@@ -295,21 +307,28 @@ class ContextParallel:
 
     # ------------------------------------------------------------------ per call
     def _pre_forward(self, key: str, plan: CPPlan):
+        names: list[str] = []
+
         def hook(module, args, kwargs):
-            from_kwargs = "hidden_states" in kwargs
-            hidden = kwargs["hidden_states"] if from_kwargs else args[0]
-            tokens = plan.tokens(module.config, tuple(hidden.shape))
+            if not names:  # forward's parameter names, to read positional inputs by name
+                names.extend(list(inspect.signature(type(module).forward).parameters)[1:])
+            inputs = {**dict(zip(names, args)), **kwargs}
+            hidden = inputs["hidden_states"]
+            tokens = plan.tokens(module.config, inputs)
             if tokens % self.world_size and not self._anything:
                 raise VidloraError(
-                    f"{key}: a latent of {tuple(hidden.shape[-3:])} (frames, height, width) makes {tokens} video "
+                    f"{key}: a latent of {tuple(hidden.shape[-3:])} (frames, height, width) makes {tokens} "
                     f"tokens, which do not divide by the {self.world_size} ranks. Choose a frame count or size whose "
                     f"token count divides by {self.world_size}, or pass ulysses_anything=True (ring: ring_anything=True)"
                 )
+            reason = plan.check(module.config, inputs, self.world_size)
+            if reason:
+                raise VidloraError(f"{key}: {reason}")
             if self._broadcast:
                 if not hidden.is_contiguous():
                     hidden = hidden.contiguous()
                 dist.broadcast(hidden, src=self._src, group=self._group)
-                if from_kwargs:
+                if "hidden_states" in kwargs:
                     kwargs["hidden_states"] = hidden
                 else:
                     args = (hidden, *args[1:])
