@@ -22,11 +22,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .cp_plans import HUNYUAN_CP
 from .names import BlockGroup, NameTable
-from .parallel_plan import CPPlan, Gather, Split, config_value, patched_tokens
 from .spec import FamilySpec, GroupLayout, Signal
 
-__all__ = ["HUNYUAN_VIDEO", "HUNYUAN_NAMES", "hunyuan_tokens"]
+__all__ = ["HUNYUAN_VIDEO", "HUNYUAN_NAMES"]
 
 _QKV = ("attn.to_q", "attn.to_k", "attn.to_v")
 _ADD_QKV = ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")
@@ -151,37 +151,6 @@ def _lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
     return []
 
 
-def hunyuan_tokens(config: Any, inputs) -> int:
-    """Video tokens of a HunyuanVideo-style call: the latent cut into patches."""
-    p = int(config_value(config, "patch_size", 2))
-    return patched_tokens(tuple(inputs["hidden_states"].shape), (int(config_value(config, "patch_size_t", 1)), p, p))
-
-
-def _cp_refuse(config: Any, ring: int) -> str | None:
-    if config_value(config, "image_condition_type") == "token_replace":
-        return ("HunyuanVideo-I2V token-replace modulates the first latent frame's tokens apart from the rest, "
-                "counted from the start of the whole sequence; split across ranks, every rank would treat its "
-                "own first tokens as the first frame")  # fmt: skip
-    return None
-
-
-# The video tokens are split where they are made (x_embedder's output, the rotary tables)
-# and gathered at proj_out. The text tokens (up to 256 after the refiner) stay whole on
-# every rank: they are concatenated to the video tokens inside each attention call, where
-# the runtime's joint processor head-slices them. The attention mask the model builds then
-# covers [local video tokens, text tokens]; its text part is what the processor reads.
-_HUNYUAN_CP = CPPlan(
-    plan={
-        "x_embedder": {0: Split(1, 3, output=True)},
-        "rope": {0: Split(0, 2, output=True), 1: Split(0, 2, output=True)},
-        "proj_out": Gather(1, 3),
-    },
-    joint_text=True,
-    joint_under=("transformer_blocks", "single_transformer_blocks"),
-    tokens=hunyuan_tokens,
-    refuse=_cp_refuse,
-)
-
 _COMMON: dict[str, Any] = dict(
     _class_name="HunyuanVideoTransformer3DModel", in_channels=16, out_channels=16, num_attention_heads=24,
     attention_head_dim=128, num_layers=20, num_single_layers=40, num_refiner_layers=2, mlp_ratio=4.0, patch_size=2,
@@ -234,5 +203,5 @@ HUNYUAN_VIDEO = FamilySpec(
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
     scheme_label=_scheme_label,
-    cp_plans={"HunyuanVideoTransformer3DModel": _HUNYUAN_CP},
+    cp_plans={"HunyuanVideoTransformer3DModel": HUNYUAN_CP},
 )

@@ -23,11 +23,11 @@ from typing import Any
 
 from vidlora.errors import LoRAFormatError
 
+from .cp_plans import WAN_CP
 from .names import BlockGroup, NameTable
-from .parallel_plan import CPPlan, config_value, patched_tokens
 from .spec import FamilySpec, Fusion, GroupLayout, Signal
 
-__all__ = ["WAN", "WAN_NAMES", "BLOCK_INNER", "HEAD_DIM", "config_from_original_shapes", "wan_tokens"]
+__all__ = ["WAN", "WAN_NAMES", "BLOCK_INNER", "HEAD_DIM", "config_from_original_shapes"]
 
 HEAD_DIM = 128  # every released Wan model: 12 x 128 (1.3B), 24 x 128 (5B), 40 x 128 (14B)
 
@@ -170,16 +170,6 @@ def _lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
     return signals
 
 
-def wan_tokens(config: Any, inputs) -> int:
-    """Video tokens of a Wan-style transformer call: the latent cut into patches."""
-    return patched_tokens(tuple(inputs["hidden_states"].shape), tuple(config_value(config, "patch_size", (1, 2, 2))))
-
-
-# diffusers' own WanTransformer3DModel._cp_plan: split the rotary tables' outputs and the
-# hidden states entering blocks.0 (and per-token timesteps, Wan 2.2 TI2V) along the
-# tokens, gather at proj_out. The text (512) and Wan 2.1 I2V image (257) tokens stay whole.
-_WAN_CP = CPPlan(model_plan=True, tokens=wan_tokens)
-
 _COMMON: dict[str, Any] = dict(
     _class_name="WanTransformer3DModel", patch_size=[1, 2, 2], attention_head_dim=128, in_channels=16,
     out_channels=16, text_dim=4096, freq_dim=256, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
@@ -239,7 +229,7 @@ WAN = FamilySpec(
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
     scheme_label=_scheme_label,
-    cp_plans={"WanTransformer3DModel": _WAN_CP},
+    cp_plans={"WanTransformer3DModel": WAN_CP},
 )
 
 
