@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .names import NameTable
+from .parallel_plan import CPPlan
 
 __all__ = ["FamilySpec", "GroupLayout", "Fusion", "MODULE_KINDS", "Signal", "lycoris_label"]
 
@@ -118,6 +119,9 @@ class FamilySpec:
     fingerprint: str = ""  # what tells this family's LoRAs apart, for errors ("separate img_attn_q/k/v")
     # pipeline class name -> why a strength schedule cannot be followed there (refused by name)
     schedule_refused: Mapping[str, str] = field(default_factory=dict)
+    # diffusers class name -> how context parallelism cuts it (parallel_plan.py); a class
+    # not listed has no plan, and vidlora.context_parallel refuses it by name
+    cp_plans: Mapping[str, CPPlan] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.lineage:

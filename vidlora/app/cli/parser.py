@@ -107,6 +107,12 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("--out", default=None, help="output .mp4 (default: out.mp4)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda when available")
+    p.add_argument("--gpus", type=_positive_int, default=None,
+                   help="split one video over N GPUs (context parallelism): the command runs itself again under "
+                   "torch.distributed.run, one process per GPU; with --device cpu, N CPU processes (gloo)")
+    p.add_argument("--ulysses", type=_positive_int, default=None,
+                   help="with --gpus: the Ulysses degree (default: gpus / ring); the model's heads must divide by it")
+    p.add_argument("--ring", type=_positive_int, default=None, help="with --gpus: the ring attention degree (default 1)")
     p.add_argument("--auto-trigger", action="store_true", help="append the LoRAs' trigger words missing from the prompt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_common_args(p)
