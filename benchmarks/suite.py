@@ -85,6 +85,8 @@ ENTRIES: tuple[Entry, ...] = (
           _lazy("suite_adapters", "run_kernel_audit")),
     Entry("cli_startup", "a bad command line's one-line error vs python -c 'import torch' (no GPU needed)",
           _lazy("cli_startup")),
+    Entry("lora_tools", "vidlora loras on 200 files (ms per file); extract on a real-shape Wan 14B block, projected",
+          _lazy("lora_tools")),
 )  # fmt: skip
 
 

@@ -214,6 +214,7 @@ HUNYUAN_VIDEO = FamilySpec(
     lora_signals=_lora_signals,
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
+    comfy_hint=COMFY_HINT,
     scheme_label=hunyuan_scheme_label,
     fingerprint="fused img_attn_qkv, single-stream blocks",
     cp_plans={"HunyuanVideoTransformer3DModel": HUNYUAN_CP},

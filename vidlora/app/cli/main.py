@@ -1,4 +1,4 @@
-"""``vidlora`` command line: i2v, t2v, inspect, demo, bench.
+"""``vidlora`` command line: i2v, t2v, inspect, demo, bench; convert, merge, extract, loras.
 
 Every user error is one line on stderr and exit code 2, never a traceback. An error from
 inside a library during a run is one line naming the stage and exit code 1; ``--debug``
@@ -17,6 +17,7 @@ from vidlora.errors import VidloraError
 from .parallel import rank_prefix
 from .parser import EXIT_USER_ERROR, build_parser
 from .stages import StageError, debug_requested
+from .tools_cmd import TOOL_COMMANDS
 
 __all__ = ["main", "EXIT_STAGE_ERROR"]
 
@@ -47,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if getattr(args, "lora_dir", None):
+        from vidlora.lora.lora_dirs import use_lora_dirs
+
+        use_lora_dirs(args.lora_dir)  # --lora NAME looks there (before VIDLORA_LORA_DIRS and the Hub)
     # Each command's module is imported only when it runs: none imports torch at import time.
+    if args.command in TOOL_COMMANDS:
+        from .tools_cmd import run_tool
+
+        return run_tool(args)
     if args.command in ("i2v", "t2v"):
         from .generate_cmd import run_generate
 
