@@ -75,9 +75,11 @@ class WorkerShape:
     num_gpus: float
     threads: int  # torch intra-op threads
 
-    def describe(self) -> str:
+    def describe(self, noun: str = "worker") -> str:
         what = f"{self.num_gpus:g} GPU + " if self.num_gpus else ""
-        return f"{self.count} worker{'s' if self.count != 1 else ''} ({what}{self.num_cpus:g} CPU, {self.threads} thread{'s' if self.threads != 1 else ''} each)"
+        plural = "s" if self.count != 1 else ""
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        return f"{self.count} {noun}{plural} ({what}{self.num_cpus:g} CPU, {threads} each)"
 
 
 def worker_shape(requested: int | None, at_most: int | None = None) -> WorkerShape:

@@ -140,13 +140,17 @@ class WorkerSession:
             handle.remove(name)
 
     def run(self, plan: Plan, out: Path | None = None) -> tuple[Path, bool]:
-        """One job: read and swap in its LoRAs, denoise, write the MP4 (the CLI's metadata)
-        to ``out`` (default ``plan.out``). Returns (path, swapped)."""
+        """One job: read its LoRA files (once per path), then :meth:`generate`."""
+        self.read(plan.loras)
+        return self.generate(plan, out)
+
+    def generate(self, plan: Plan, out: Path | None = None) -> tuple[Path, bool]:
+        """Swap in ``plan.loras`` (read and named), denoise, write the MP4 with the CLI's
+        metadata to ``out`` (default ``plan.out``). Returns (path, swapped)."""
         if _key(plan) != self.key:
             raise ValueError(f"this worker runs {dict(zip(_KEY_FIELDS, self.key))}; the job asks for "
                              f"{dict(zip(_KEY_FIELDS, _key(plan)))}")  # fmt: skip
         started = time.perf_counter()
-        self.read(plan.loras)
         swapped = self.use(plan.loras)
         video = denoise(self.session, plan, progress=False)
         target = dataclasses.replace(plan, out=Path(out)) if out is not None else plan
