@@ -107,7 +107,8 @@ class ModelReplica:
                 image = self._image_file(payload.get("image"))
                 say, plan = self._plan(payload, image)
             except VidloraError as exc:
-                return answer(400, str(exc), headers=base)
+                message, field = _as_fields(str(exc))
+                return answer(400, message, field, headers=base)
             loras = [LoraRequest(spec=e["source"], source=e["source"], weight=e["weight"], expert=None,
                                  sha256=e["sha256"]) for e in payload["loras"]]  # fmt: skip
             loaded = False
@@ -225,6 +226,20 @@ class ModelReplica:
         finally:
             path.unlink(missing_ok=True)
             path.with_name(path.name + ".json").unlink(missing_ok=True)
+
+
+# the CLI's checks name its flags; a request names its fields
+_FLAG_FIELDS = {"--guidance-2": "guidance_2", "--flow-shift": "flow_shift", "--frames": "num_frames", "--size": "size",
+                "--fps": "fps", "--prompt": "prompt", "--image": "image", "--steps": "steps", "--guidance": "guidance"}
+
+
+def _as_fields(message: str) -> tuple[str, str | None]:
+    field = None
+    for flag, name in _FLAG_FIELDS.items():
+        if flag in message:
+            message = message.replace(flag, name)
+            field = field or name
+    return message, field
 
 
 def _flag(value: bool) -> str:
