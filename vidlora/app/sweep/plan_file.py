@@ -157,7 +157,7 @@ def parse_plan(data: Any, path: str | os.PathLike = "plan") -> SweepPlan:
                 raise VidloraError(f"{where}: jobs[{i}].{bad[0]} is set once per sweep (top level): every worker loads "
                                    "one model and keeps it")  # fmt: skip
             _unknown(entry, _JOB_KEYS, f"{where}: jobs[{i}]")
-            raw.append(({**defaults, **entry}, f"{where}: jobs[{i}]", f"{where}: jobs[{i}].loras", 1.0))
+            raw.append((_merge(defaults, entry), f"{where}: jobs[{i}]", f"{where}: jobs[{i}].loras", 1.0))
     else:
         raw = _grid(data, defaults, where)
     jobs: list[JobSpec] = []
@@ -181,6 +181,17 @@ def describe_loras(loras: tuple[LoraSpec, ...]) -> str:
 
 
 # ---------------------------------------------------------------------- expansion
+def _merge(defaults: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """A job's own settings over the top level's; its frames (or num_frames) replace both
+    spellings of the default, its loras (or lora) both of those."""
+    base = dict(defaults)
+    for pair in (("frames", "num_frames"), ("loras", "lora")):
+        if any(k in entry for k in pair):
+            for k in pair:
+                base.pop(k, None)
+    return {**base, **entry}
+
+
 def _grid(data: dict[str, Any], defaults: dict[str, Any], where: str) -> list[tuple[dict[str, Any], str, str, float]]:
     if "prompt" in data and "prompts" in data:
         raise VidloraError(f"{where}: give prompt or prompts, not both")
