@@ -11,6 +11,7 @@ import math
 
 from ..pipelines.info import DEFAULT_MODELS
 from .tools_cmd import add_lora_dir_arg, add_tool_parsers
+from .scale_args import add_scale_commands
 
 __all__ = ["build_parser", "EXIT_USER_ERROR"]
 
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder (default: bench-results in the vidlora cache, $VIDLORA_CACHE)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     _add_common_args(p)
+
+    # many videos, many GPUs (Ray): sweep, serve
+    add_scale_commands(sub, _add_common_args)
     return parser
 
 
