@@ -4,7 +4,10 @@ own loading, on the model size people iterate on.
     vidlora bench --only loop
 
 Subject: a Wan 2.1 1.3B-shaped transformer (width 1536, 12 heads, FFN 8960), 4 of its 30
-blocks, fp32, random weights; torch on 2 threads. LoRA files: rank 32 on every block
+blocks, fp32, random weights; torch on 2 threads as the issue measured, then again on 1:
+on a shared 2-core VM two OpenMP threads stall on each other for whole scheduler slices
+(one 49k-element bf16 sum: 0.03 ms on 1 thread, 14 ms on 2 with the machine loaded), so
+the 1-thread rows are the ones that show the work itself. LoRA files: rank 32 on every block
 Linear, bf16, in ``diffusion_model.`` naming with the original Wan module names (as
 musubi-tuner, diffusion-pipe and ai-toolkit write them), so diffusers converts the keys as
 it does for real downloads. Files are read once before timing (a warm page cache).
@@ -27,6 +30,12 @@ Cases, each timed round-robin (a shared VM drifts over seconds), 5 runs after 1 
   one 14B-shaped block (width 5120, bf16): ``attach`` with and without fused units, the
   difference x 40 blocks, and the peak resident memory each adds (Linux VmHWM, reset
   before each run).
+* ``load fp32 checkpoint as bf16 + attach, Wan 14B block``: the Wan-AI Diffusers releases
+  are fp32 and load in bf16, so diffusers converts every weight and attach then copies the
+  fused ones again. diffusers ``from_pretrained`` + ``attach`` (the baseline) vs vidlora's
+  prefused load (``vidlora.app.pipelines.prefused``: the fused rows converted straight
+  into one buffer) + ``attach``; ``load_ms`` / ``attach_ms`` beside the total. Attach
+  still copies until the runtime adopts adjacent row views (``runtime_adopts_prefused``).
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ BIG_CONFIG = "wan2.1-t2v-14b"
 LAYERS = 4
 BIG_BLOCKS = 40  # Wan 14B's block count: the one-block fusion cost is multiplied by it
 RANK = 32
-THREADS = 2
+THREADS = (2, 1)
 _FIRST, _SECOND = "first", "second"  # not "a"/"b": diffusers matches adapter names as substrings of keys
 _AGREE = 0.05  # fp32 on both sides: outputs agree to rounding (a no-op differs by ~1.0)
 
@@ -88,7 +97,8 @@ def _threads(n: int):
         torch.set_num_threads(old)
 
 
-def _time(actions: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]], repeats: int, warmup: int):
+def _time(actions: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]], repeats: int, warmup: int,
+          threads: int):  # fmt: skip
     """Rotating round-robin; each action's undo runs after it, untimed."""
     names = list(actions)
     wall: dict[str, list[float]] = {n: [] for n in names}
@@ -106,7 +116,7 @@ def _time(actions: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]]
                 undo()
     return {n: {"ms": min(wall[n]), "median_ms": statistics.median(wall[n]), "ms_max": max(wall[n]),
                 "cpu_ms": min(cpu[n]), "runs": repeats, "estimator": f"min of {repeats}",
-                "clock": f"wall, {THREADS} threads"} for n in names}  # fmt: skip
+                "clock": f"wall, {threads} thread{'s' if threads > 1 else ''}"} for n in names}  # fmt: skip
 
 
 def _output(model: torch.nn.Module) -> torch.Tensor:
@@ -120,12 +130,24 @@ def _output(model: torch.nn.Module) -> torch.Tensor:
         return model(hidden_states=x, timestep=torch.tensor([500]), encoder_hidden_states=text, return_dict=False)[0]
 
 
-def run(ctx: RunContext, repeats: int = 5, warmup: int = 1, big: bool = True) -> Iterator[dict[str, Any]]:
+def run(ctx: RunContext, repeats: int = 5, warmup: int = 1, big: bool = True,
+        threads: tuple[int, ...] = THREADS) -> Iterator[dict[str, Any]]:  # fmt: skip
+    for n in threads:
+        yield from _loop_rows(ctx, repeats, warmup, n)
+    if big:
+        with _threads(threads[0]):
+            yield from _fusion_copy_rows(ctx, repeats, threads[0])
+            yield from _prefused_load_rows(ctx, repeats, threads[0])
+
+
+def _loop_rows(ctx: RunContext, repeats: int, warmup: int, threads: int) -> Iterator[dict[str, Any]]:
     import vidlora
     from diffusers.loaders.lora_pipeline import _LOW_CPU_MEM_USAGE_DEFAULT_LORA
     from vidlora.lora import read_lora
 
-    with _threads(THREADS), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+    _time_n = lambda acts: _time(acts, repeats, warmup, threads)  # noqa: E731
+    suffix = f" ({threads} thread{'s' if threads > 1 else ''})"
+    with _threads(threads), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         # PEFT warns that a second adapter joins a model that has one: the measured scenario
         warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
         base = random_transformer(CONFIG, layers=LAYERS, dtype=torch.float32)
@@ -133,7 +155,7 @@ def run(ctx: RunContext, repeats: int = 5, warmup: int = 1, big: bool = True) ->
         for f in files.values():  # warm page cache
             with open(f, "rb") as fh:
                 fh.read()
-        info = dict(model=f"Wan 1.3B-shaped ({CONFIG}), {LAYERS} of 30 blocks, fp32", threads=THREADS,
+        info = dict(model=f"Wan 1.3B-shaped ({CONFIG}), {LAYERS} of 30 blocks, fp32", threads=threads,
                     lora=f"rank {RANK} on all {len(block_linears(base))} block Linears, bf16, diffusion_model. keys",
                     lora_file_mb=round(os.path.getsize(files["a"]) / 1e6, 1), fused_units=True)  # fmt: skip
         y_base = _output(base)
@@ -161,8 +183,8 @@ def run(ctx: RunContext, repeats: int = 5, warmup: int = 1, big: bool = True) ->
             "vidlora add (model attached before)": (
                 lambda: attached.add(files["a"], name=_FIRST), lambda: attached.remove(_FIRST)),
         }
-        yield from rows_for("attach+add", _time(acts, repeats, warmup), "diffusers lora_state_dict+load_lora_into_transformer",
-                            ("vidlora attach+add", "attach + add <= 0.5x diffusers' load (issue 15)", 0.5))
+        yield from rows_for("attach+add" + suffix, _time_n(acts), "diffusers lora_state_dict+load_lora_into_transformer",
+                            ("vidlora attach+add", "attach + add <= 0.5x diffusers' load (issue 15)" + suffix, 0.5))
         attached.detach()
         del spare, attached
 
@@ -203,7 +225,7 @@ def run(ctx: RunContext, repeats: int = 5, warmup: int = 1, big: bool = True) ->
             "vidlora remove+add (LoRAFile read before)": (toggled("pre", ours_pre), None),
             "vidlora read_lora alone": (lambda: read_lora(files["c"]), None),
         }
-        times = _time(acts, repeats, warmup)
+        times = _time_n(acts)
         if state["ours"][0] != state["theirs"][0]:  # end on the same file on both sides
             ours_swap(state["ours"][1])
             state["ours"].reverse()
@@ -211,14 +233,10 @@ def run(ctx: RunContext, repeats: int = 5, warmup: int = 1, big: bool = True) ->
         rel = float((y_ours - y_theirs).norm() / (y_theirs - y_base).norm().clamp_min(1e-12))
         if not rel <= _AGREE:
             raise RuntimeError(f"loop benchmark: vidlora and diffusers outputs differ by {rel:.3f} of the LoRA effect")
-        yield from rows_for("swap {a,b}->{a,c}", times, "diffusers delete_adapters+load",
-                            ("vidlora remove+add", "swap <= 0.1x diffusers' delete_adapters + load (issue 15)", 0.1),
-                            check_rel_diff=rel)  # fmt: skip
+        yield from rows_for("swap {a,b}->{a,c}" + suffix, times, "diffusers delete_adapters+load",
+                            ("vidlora remove+add", "swap <= 0.1x diffusers' delete_adapters + load (issue 15)" + suffix,
+                             0.1), check_rel_diff=rel)  # fmt: skip
         h.detach()
-        del ours, theirs, base, h, pre
-
-        if big:
-            yield from _fusion_copy_rows(ctx, repeats)
 
 
 def _attach_add(vidlora, model, path: str):
@@ -244,14 +262,14 @@ def _rss_kb(field: str) -> int:
     raise KeyError(field)
 
 
-def _fusion_copy_rows(ctx: RunContext, repeats: int) -> Iterator[dict[str, Any]]:
+def _fusion_copy_rows(ctx: RunContext, repeats: int, threads: int) -> Iterator[dict[str, Any]]:
     import vidlora
 
     block = random_transformer(BIG_CONFIG, layers=1, dtype=torch.bfloat16)
     width = block.config.num_attention_heads * block.config.attention_head_dim
     fused_bytes = 5 * width * width * 2 + 5 * width * 2  # q/k/v + cross k/v weights and biases, bf16
     case = "fusion copy, Wan 14B block"
-    info = dict(model=f"one Wan 14B-shaped block ({BIG_CONFIG}), bf16", threads=THREADS, fused_bytes=fused_bytes,
+    info = dict(model=f"one Wan 14B-shaped block ({BIG_CONFIG}), bf16", threads=threads, fused_bytes=fused_bytes,
                 blocks_projected=BIG_BLOCKS)  # fmt: skip
     measured: dict[str, dict[str, Any]] = {}
     for fuse in (True, False, True, False) * max(1, repeats // 2):
@@ -262,7 +280,8 @@ def _fusion_copy_rows(ctx: RunContext, repeats: int) -> Iterator[dict[str, Any]]
         t1, c1 = time.perf_counter(), time.process_time()
         peak = (_rss_kb("VmHWM") - rss0) * 1024 if have_hwm else None
         h.detach()
-        m = measured.setdefault("vidlora attach, fused units" if fuse else "vidlora attach, unfused", {"ms": [], "cpu": [], "peak": []})
+        m = measured.setdefault("vidlora attach, fused units" if fuse else "vidlora attach, unfused",
+                                {"ms": [], "cpu": [], "peak": []})  # fmt: skip
         m["ms"].append((t1 - t0) * 1e3)
         m["cpu"].append((c1 - c0) * 1e3)
         m["peak"].append(peak)
@@ -271,7 +290,8 @@ def _fusion_copy_rows(ctx: RunContext, repeats: int) -> Iterator[dict[str, Any]]
         peaks = [p for p in m["peak"] if p is not None]
         rows.append(ctx.row(BENCHMARK, case, name, "ms", min(m["ms"]), "ms", median_ms=statistics.median(m["ms"]),
                             cpu_ms=min(m["cpu"]), runs=len(m["ms"]), estimator=f"min of {len(m['ms'])}",
-                            peak_rss_added_bytes=max(peaks) if peaks else None, **info))  # fmt: skip
+                            peak_rss_added_bytes=min(peaks) if peaks else None,
+                            peak_rss_added_max_bytes=max(peaks) if peaks else None, **info))  # fmt: skip
     ratio_rows(rows, "vidlora attach, unfused")
     yield from rows
     fused, unfused = (next(r for r in rows if r["method"] == n) for n in measured)
@@ -279,3 +299,47 @@ def _fusion_copy_rows(ctx: RunContext, repeats: int) -> Iterator[dict[str, Any]]
     yield ctx.row(BENCHMARK, case, f"fusion copy x {BIG_BLOCKS} blocks (projected)", "ms", copy_ms * BIG_BLOCKS, "ms",
                   per_block_ms=copy_ms, per_block_bytes=fused_bytes, gb_per_s=fused_bytes / max(copy_ms, 1e-9) / 1e6,
                   peak_rss_added_bytes=fused["peak_rss_added_bytes"], **info)  # fmt: skip
+
+
+def _prefused_load_rows(ctx: RunContext, repeats: int, threads: int) -> Iterator[dict[str, Any]]:
+    import gc
+
+    import vidlora
+    from diffusers import WanTransformer3DModel
+
+    from vidlora.app.pipelines.loading import runtime_adopts_prefused
+    from vidlora.app.pipelines.prefused import load_prefused_transformer
+
+    case = "load fp32 checkpoint as bf16 + attach, Wan 14B block"
+    with tempfile.TemporaryDirectory() as tmp:
+        random_transformer(BIG_CONFIG, layers=1, dtype=torch.float32).save_pretrained(tmp)
+        gc.collect()
+        for name in os.listdir(tmp):  # warm page cache
+            with open(os.path.join(tmp, name), "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+        loaders = {
+            "diffusers from_pretrained + vidlora attach": lambda: WanTransformer3DModel.from_pretrained(tmp, dtype=torch.bfloat16),
+            "vidlora prefused load + attach": lambda: load_prefused_transformer(tmp, torch.bfloat16),
+        }
+        times: dict[str, dict[str, list[float]]] = {n: {"total": [], "load": [], "attach": []} for n in loaders}
+        for i in range(1 + repeats):
+            for name, load in loaders.items():
+                t0 = time.perf_counter()
+                model = load()
+                t1 = time.perf_counter()
+                h = vidlora.attach(model)
+                t2 = time.perf_counter()
+                h.detach()
+                del model, h
+                gc.collect()
+                if i:  # the first round warms up
+                    for key, v in (("total", t2 - t0), ("load", t1 - t0), ("attach", t2 - t1)):
+                        times[name][key].append(v * 1e3)
+    rows = [ctx.row(BENCHMARK, case, name, "ms", min(t["total"]), "ms", median_ms=statistics.median(t["total"]),
+                    load_ms=min(t["load"]), attach_ms=min(t["attach"]), runs=repeats, estimator=f"min of {repeats}",
+                    threads=threads, runtime_adopts_prefused=runtime_adopts_prefused(),
+                    model=f"one Wan 14B-shaped block ({BIG_CONFIG}), fp32 file -> bf16")
+            for name, t in times.items()]  # fmt: skip
+    ratio_rows(rows, "diffusers from_pretrained + vidlora attach")
+    yield from rows
