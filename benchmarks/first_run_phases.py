@@ -308,6 +308,34 @@ def phase_sweep(rec: Recorder, dry_run: bool, quick: bool) -> None:
             x, w, b, a, bb, c, strategy="plain", gemm=g), timer, base_ms, 2.0 * m * n * k, kernel="triton.classic.plain",
             config=dict(zip(("block_m", "block_n", "block_k", "block_r", "group_m", "num_warps", "num_stages"), cfg)),
             m=m, n=n, k=k)  # fmt: skip
+    _sweep_quantize(rec, device, timer, dry_run)
+
+
+def _sweep_quantize(rec: Recorder, device: torch.device, timer, dry_run: bool) -> None:
+    """The W8A8 quantize pass's bytes in flight: K step, stages and persistent grid size
+    (heuristics.quant_config keeps L2 for the second read; this measures the trade)."""
+    from vidlora.kernels.fp8_gemm import quantize_shrink_triton
+    from vidlora.kernels.heuristics import QuantConfig, quant_config
+
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        return
+    m, k, r = (64, 64, 16) if dry_run else (32760, 5120, 32)
+    _, args = make_inputs(Case("sweep.quant", "lora_linear_fp8.w8a8", m, 64, k, r), device)
+    x, a, c = args[0], args[4], args[6]
+    facts = (None, None) if device.type != "cuda" else (torch.cuda.get_device_properties(device).multi_processor_count,
+                                                         torch.cuda.get_device_properties(device).L2_cache_size)  # fmt: skip
+    cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    heuristic = quant_config(m, k, r, x.element_size(), cap, *facts)
+    grid = [(16, 2, 2, 4)] if dry_run else [(128, 4, 80, 4), (128, 6, 80, 4), (128, 4, 132, 4), (64, 4, 264, 4),
+                                             (256, 3, 80, 8), (128, 4, 264, 4)]  # fmt: skip
+    configs = [heuristic] + [QuantConfig(heuristic.block_m, bk, heuristic.block_r, prog, warps, st)
+                             for bk, st, prog, warps in grid]  # fmt: skip
+    moved = m * k * x.element_size() + m * k + m * r * x.element_size()  # x read once, x8 and T written
+    for q in configs:
+        cid = f"s.quant.{q.block_m}x{q.block_k}.st{q.num_stages}.p{q.programs}.w{q.num_warps}"
+        _time_row(rec, cid, lambda q=q: quantize_shrink_triton(x, a, c, quant=q), timer, None, 2.0 * m * k * r,
+                  kernel="w8a8_quantize", config=q.__dict__, heuristic=q == heuristic, m=m, k=k, r=r,
+                  bytes_moved=moved)  # fmt: skip
 
 
 _PHASES = {"env": phase_env, "compile": phase_compile, "correctness": phase_correctness, "timing": phase_timing,

@@ -1,6 +1,6 @@
 """Kernel audit: are the LoRA kernels on the tensor-core fast path for sm_80, sm_89, sm_90?
 
-    python -m benchmarks.kernel_audit [--json] [--quick] [--save [DIR]] [--jobs N]
+    python -m benchmarks.kernel_audit [--json] [--quick] [--save [DIR]] [--jobs N] [--kernel PREFIX ...]
     python -m vidlora.benchmarks.kernel_audit ...        (from an install)
 
 No GPU needed: each kernel variant is compiled ahead of time (kernels/aot.py) at real
@@ -16,7 +16,13 @@ architecture, and its cubin is read with the cuobjdump that ships with Triton:
 - ``spills``: LDL + STL instructions (local-memory traffic, usually register spills).
 - ``smem``: shared memory per block (bytes), against ``smem_limit`` for the architecture.
 - ``regs``: registers per thread (cuobjdump -res-usage).
-``ok`` is true when the expected MMA kind is present, shared memory fits and nothing spills.
+- ``tma``: TMA bulk tensor instructions in the SASS (UTMALDG + UTMASTG; ``ldgsts`` counts
+  cp.async loads beside them); ``persistent``: the kernel is launched as a grid of
+  min(#SMs, tiles) programs each looping over tiles (persistent_gemm.py); ``pdl``: the PTX
+  has ``griddepcontrol.wait`` (only the PDL variant may).
+- fp32 rows compile with IEEE dots (the launcher's default): the expected "MMA" is FFMA.
+``ok`` is true when the expected MMA kind is present, shared memory fits, nothing spills,
+the persistent kernels issue TMA instructions and only the PDL variant waits on the grid.
 
 FP8 bases (``base`` column): W8A16 GEMMs on every architecture (sm_80 reads the fp8
 bytes as uint8 and converts them exactly in registers), W8A8 quantize pass and fp8 GEMMs
@@ -24,9 +30,11 @@ on sm_89 and sm_90 only (on sm_80 the launcher raises BackendUnavailableError: t
 fp8 MMA to compile for).
 
 ``--quick`` compiles each of the four 16-bit kernels once per architecture at one
-representative shape, plus the rank-128 shrink, and the FP8 kernels a rank-32 call
-launches (what the test suite runs); the default is every real shape in kernels/aot.py
-with the kernels its launch plan uses, in bf16 and fp16, for 16-bit, W8A16 and W8A8 bases.
+representative shape, plus the rank-128 shrink, the FP8 kernels a rank-32 call launches,
+one fp32 and one M <= 64 row per architecture, and the sm_90 TMA kernels (what the test
+suite runs: 34 compilations); the default is every real shape in kernels/aot.py with the
+kernels its launch plan uses, in bf16 and fp16, for 16-bit, W8A16 and W8A8 bases, the
+persistent kernels, M <= 64 shapes, and fp32 rows (556 compilations).
 This is a proxy, not a timing.
 """
 
@@ -47,10 +55,10 @@ from typing import Any
 
 __all__ = ["audit_cases", "audit_one", "expected_mma", "sass_stats", "run_audit", "main"]
 
-_MMA_KINDS = ("HGMMA", "HMMA", "QGMMA", "QMMA")
+_MMA_KINDS = ("HGMMA", "HMMA", "QGMMA", "QMMA", "FFMA")
 _EXPECTED_MMA = {80: "HMMA", 89: "HMMA", 90: "HGMMA"}
 _EXPECTED_FP8_MMA = {89: "QMMA", 90: "QGMMA"}
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # The W8A8 quantize pass must round to nearest even and saturate, as the reference does.
 _SATFINITE_CVT = "cvt.rn.satfinite.e4m3x2.f32"
 
@@ -62,11 +70,18 @@ def expected_mma(variant: str, arch: int) -> str:
     on sm_90, QMMA on sm_89). The W8A8 quantize pass: HMMA everywhere: its 32-row tiles
     are below wgmma's 64-row minimum, and it is bound by reading x, not by its MMA.
     """
-    if variant.startswith("w8a8_gemm"):
+    if variant.startswith(("w8a8_gemm", "w8a8_persistent")):
         return _EXPECTED_FP8_MMA[arch]
     if variant == "w8a8_quant_shrink":
         return "HMMA"
     return _EXPECTED_MMA[arch]
+
+
+def _expected(variant: str, arch: int, dtype: str) -> str:
+    """fp32 runs IEEE dots (torch's default matmul precision): FMA, no tensor cores."""
+    if dtype == "fp32" and not variant.startswith(("w8a8_gemm", "w8a8_persistent")):
+        return "FFMA"
+    return expected_mma(variant, arch)
 
 
 def _base(variant: str) -> str:
@@ -97,6 +112,10 @@ def sass_stats(cubin: bytes) -> dict[str, Any]:
         "mma_by_kind": {k: ops[k] for k in _MMA_KINDS if ops[k]},
         "ldl": ops["LDL"],
         "stl": ops["STL"],
+        # TMA: bulk tensor loads / stores (UTMALDG / UTMASTG); cp.async loads are LDGSTS.
+        "utmaldg": ops["UTMALDG"],
+        "utmastg": ops["UTMASTG"],
+        "ldgsts": ops["LDGSTS"],
         "regs": int(regs.group(1)) if regs else None,
     }
 
@@ -104,19 +123,30 @@ def sass_stats(cubin: bytes) -> dict[str, Any]:
 def audit_cases(quick: bool) -> list[tuple[str, int, str, str]]:
     """(kernel variant, arch, shape name, dtype) to compile."""
     from vidlora.kernels.aot import ARCHS, REAL_SHAPES, variant_archs
+    from vidlora.kernels.aot_persistent import PERSISTENT_VARIANTS
     from vidlora.kernels.heuristics import choose_strategy, fp8_strategy
 
     if quick:
         # The four kernels once per arch: the 5120 projection (shrink+expand plan), the
         # 256-token one (fused plan), and the rank-128 shrink (largest staging tiles);
-        # FP8: W8A16 expand and fused GEMMs, the W8A8 quantize pass and fp8 GEMM.
-        picks = [("gemm_plain", "wan14b.proj"), ("shrink", "wan14b.proj"), ("shrink", "wan14b.qkv.r128"),
-                 ("gemm_expand", "wan14b.proj"), ("gemm_fused", "wan14b.proj.m256"),
-                 ("w8a16_gemm_expand", "wan14b.proj"), ("w8a16_gemm_fused", "wan14b.proj.m256"),
-                 ("w8a8_quant_shrink", "wan14b.proj"), ("w8a8_gemm_expand", "wan14b.proj")]  # fmt: skip
-        return [(v, arch, s, "bf16") for arch in ARCHS for v, s in picks if arch in variant_archs(v)]
-    cases = []
-    for dtype in _DTYPES:
+        # FP8: W8A16 expand and fused GEMMs, the W8A8 quantize pass and fp8 GEMM; one fp32
+        # and one M <= 64 row per arch; the TMA kernels on sm_90 (16-bit, PDL, W8A8).
+        picks = [("gemm_plain", "wan14b.proj", "bf16"), ("shrink", "wan14b.proj", "bf16"),
+                 ("shrink", "wan14b.qkv.r128", "bf16"), ("gemm_expand", "wan14b.proj", "bf16"),
+                 ("gemm_fused", "wan14b.proj.m256", "bf16"), ("w8a16_gemm_expand", "wan14b.proj", "bf16"),
+                 ("w8a16_gemm_fused", "wan14b.proj.m256", "bf16"), ("w8a8_quant_shrink", "wan14b.proj", "bf16"),
+                 ("w8a8_gemm_expand", "wan14b.proj", "bf16"), ("gemm_expand", "wan14b.proj", "fp32"),
+                 ("gemm_fused", "wan14b.proj.m64.r64", "bf16"), ("persistent_expand", "wan14b.proj", "bf16"),
+                 ("persistent_expand_pdl", "wan14b.proj", "bf16"),
+                 ("w8a8_persistent_expand", "wan14b.proj", "bf16")]  # fmt: skip
+        return [(v, arch, s, d) for arch in ARCHS for v, s, d in picks if arch in variant_archs(v)]
+    cases: list[tuple[str, int, str, str]] = []
+
+    def add(v, arch, shape, dtype):
+        if arch in variant_archs(v) and (v, arch, shape, dtype) not in cases:
+            cases.append((v, arch, shape, dtype))
+
+    for dtype in ("bf16", "fp16"):
         for arch in ARCHS:
             cap = (arch // 10, arch % 10)
             for s in REAL_SHAPES:
@@ -125,14 +155,26 @@ def audit_cases(quick: bool) -> list[tuple[str, int, str, str]]:
                 w8a16 = {"shrink_expand": "w8a16_gemm_expand", "fused": "w8a16_gemm_fused"}[
                     fp8_strategy(s.m, s.n, s.k, s.r, 2, cap, "w8a16")]  # fmt: skip
                 kernels += ["w8a16_gemm_plain", w8a16, "w8a8_quant_shrink", "w8a8_gemm_plain", "w8a8_gemm_expand"]
+                persistent = {"shrink_expand": ["persistent_expand", "persistent_expand_pdl"],
+                              "fused": ["persistent_fused"]}[strategy]  # fmt: skip
+                kernels += ["persistent_plain", *persistent, *(v for v in PERSISTENT_VARIANTS if v.startswith("w8a8"))]
                 for v in ["gemm_plain", *kernels]:
-                    if arch in variant_archs(v) and (v, arch, s.name, dtype) not in cases:
-                        cases.append((v, arch, s.name, dtype))
-            for v in ("gemm_fused", "w8a16_gemm_fused"):
-                if (v, arch, "wan14b.proj.m256", dtype) not in cases:
-                    # Small-M calls may pick it on every arch (at fewer rows than 256 on
-                    # sm_80/sm_89): audit it everywhere.
-                    cases.append((v, arch, "wan14b.proj.m256", dtype))
+                    add(v, arch, s.name, dtype)
+            for v in ("gemm_fused", "w8a16_gemm_fused", "persistent_fused"):
+                # Small-M calls may pick it on every arch (at fewer rows than 256 on
+                # sm_80/sm_89): audit it everywhere.
+                add(v, arch, "wan14b.proj.m256", dtype)
+            for shape in ("wan14b.proj.m64.r64", "wan14b.proj.m16"):  # M <= 64: one warpgroup, 64-row tiles
+                for v in ("gemm_plain", "shrink", "gemm_expand", "gemm_fused", "w8a16_gemm_expand", "w8a16_gemm_fused",
+                          "w8a8_gemm_expand", "persistent_expand", "persistent_fused", "w8a8_persistent_expand"):
+                    add(v, arch, shape, dtype)
+    for arch in ARCHS:  # fp32 (IEEE): the kernels a fp32 call can launch, at two shapes
+        for v in ("gemm_plain", "shrink", "gemm_expand", "w8a16_gemm_plain", "w8a16_gemm_expand",
+                  "w8a8_quant_shrink", "w8a8_gemm_expand"):
+            add(v, arch, "wan14b.proj", "fp32")
+        for v in ("gemm_fused", "w8a16_gemm_fused"):
+            add(v, arch, "wan14b.proj.m256", "fp32")
+        add("gemm_fused", arch, "wan14b.proj.m64.r64", "fp32")
     return cases
 
 
@@ -140,24 +182,35 @@ def audit_one(case: tuple[str, int, str, str]) -> dict[str, Any]:
     """Compile one case and read its machine code; returns one result row."""
     import torch
 
-    from vidlora.kernels.aot import FP8_KERNEL_VARIANTS, KERNEL_VARIANTS, REAL_SHAPES, SHARED_MEMORY_LIMIT, _plan, compile_variant
+    from vidlora.kernels.aot import AUDIT_SHAPES, FP8_KERNEL_VARIANTS, KERNEL_VARIANTS, SHARED_MEMORY_LIMIT, _plan, compile_variant
+    from vidlora.kernels.aot_persistent import PERSISTENT_VARIANTS, persistent_source
 
     variant, arch, shape_name, dtype = case
-    shape = next(s for s in REAL_SHAPES if s.name == shape_name)
+    shape = next(s for s in AUDIT_SHAPES if s.name == shape_name)
     t0 = time.perf_counter()
     compiled = compile_variant(variant, arch, shape, getattr(torch, _DTYPES[dtype]))
     compile_s = time.perf_counter() - t0
     stats = sass_stats(compiled.asm["cubin"])
-    gemm, pre = _plan(variant, arch, shape)
-    config = pre if variant in ("shrink", "w8a8_quant_shrink") else gemm
+    elem = 4 if dtype == "fp32" else 2
+    if variant in PERSISTENT_VARIANTS:
+        config = persistent_source(variant, shape.m, shape.n, shape.k, shape.r, torch.bfloat16)[3]
+        strategy = PERSISTENT_VARIANTS[variant][1]
+    else:
+        gemm, pre = _plan(variant, arch, shape, elem)
+        config = pre if variant in ("shrink", "w8a8_quant_shrink") else gemm
+        strategy = FP8_KERNEL_VARIANTS[variant][1] if variant in FP8_KERNEL_VARIANTS else KERNEL_VARIANTS[variant]
+    expected = _expected(variant, arch, dtype)
+    if expected != "FFMA":
+        stats["mma_by_kind"].pop("FFMA", None)  # FMA in address math / epilogues is not the MMA
     mma_kind = "+".join(stats["mma_by_kind"]) or "none"
     smem = int(compiled.metadata.shared)
-    expected = expected_mma(variant, arch)
     spills = stats["ldl"] + stats["stl"]
     ptx = compiled.asm["ptx"]
     ptx_mma = sorted(set(re.findall(r"(?:wgmma\.mma_async|mma\.sync)[\w.]*", ptx)))
     ptx_cvt = sorted(set(re.findall(r"cvt\.[\w.]*e4m3[\w.]*", ptx)))
-    strategy = FP8_KERNEL_VARIANTS[variant][1] if variant in FP8_KERNEL_VARIANTS else KERNEL_VARIANTS[variant]
+    persistent = variant in PERSISTENT_VARIANTS
+    tma = stats["utmaldg"] + stats["utmastg"]
+    pdl = "griddepcontrol.wait" in ptx
     return {
         "kernel": variant,
         "base": _base(variant),
@@ -178,22 +231,31 @@ def audit_one(case: tuple[str, int, str, str]) -> dict[str, Any]:
         "smem": smem,
         "smem_limit": SHARED_MEMORY_LIMIT[arch],
         "regs": stats["regs"],
+        # TMA bulk tensor instructions in the SASS (UTMALDG + UTMASTG) and cp.async loads.
+        "tma": tma,
+        "utmaldg": stats["utmaldg"],
+        "utmastg": stats["utmastg"],
+        "ldgsts": stats["ldgsts"],
+        # Launched as a grid of min(#SMs, tiles) programs each looping over tiles.
+        "persistent": persistent,
+        "pdl": pdl,
         "ptx_mma": ptx_mma,
         "ptx_cvt": ptx_cvt,
         "compile_s": round(compile_s, 2),
         "ok": stats["mma_by_kind"].get(expected, 0) > 0 and smem <= SHARED_MEMORY_LIMIT[arch] and spills == 0
-        and (variant != "w8a8_quant_shrink" or _SATFINITE_CVT in ptx_cvt),
+        and (variant != "w8a8_quant_shrink" or _SATFINITE_CVT in ptx_cvt) and (not persistent or tma > 0)
+        and (pdl == variant.endswith("_pdl")),
     }
 
 
-def run_audit(quick: bool, jobs: int | None = None) -> list[dict[str, Any]]:
+def run_audit(quick: bool, jobs: int | None = None, prefixes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Every case, compiled in ``jobs`` worker processes (compilation is single-threaded)."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise SystemExit("kernel_audit: unset TRITON_INTERPRET (interpreted kernels cannot be compiled)")
     # Triton 3.9 warns once per process that this default changes in 3.10; FMA fusion is
     # what the kernels are written for, so pin it.
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    cases = audit_cases(quick)
+    cases = [c for c in audit_cases(quick) if not prefixes or c[0].startswith(prefixes)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(cases)))
     if jobs == 1:
         return [audit_one(c) for c in cases]
@@ -204,7 +266,8 @@ def run_audit(quick: bool, jobs: int | None = None) -> list[dict[str, Any]]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    cols = ["kernel", "arch", "shape", "dtype", "mma_kind", "mma", "spills", "regs", "smem", "smem_limit", "ok"]
+    cols = ["kernel", "arch", "shape", "dtype", "mma_kind", "mma", "spills", "regs", "smem", "smem_limit", "tma",
+            "persistent", "ok"]  # fmt: skip
     if not rows:
         return "(no kernels)"
     cells = [[str(r[c]) for c in cols] for r in rows]
@@ -220,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", nargs="?", const="", metavar="DIR",
                         help="also write the rows to DIR (default benchmarks/results/)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    parser.add_argument("--kernel", action="append", metavar="PREFIX",
+                        help="only kernels whose name starts with PREFIX (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
-    rows = run_audit(args.quick, args.jobs)
+    rows = run_audit(args.quick, args.jobs, tuple(args.kernel or ()))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

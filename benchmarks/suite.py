@@ -68,21 +68,23 @@ def _lazy(module: str, function: str = "run") -> Callable[[RunContext], Iterable
 
 ENTRIES: tuple[Entry, ...] = (
     Entry("kernel_bench", "one LoRA linear: cuBLAS base, PEFT-style, merged, vidlora (CPU: torch paths)",
-          _lazy("wrapped", "run_kernel_bench")),
+          _lazy("suite_adapters", "run_kernel_bench")),
     Entry("fp8_kernel_bench", "FP8 LoRA linear: W8A16 / W8A8 vs cuBLAS bf16 and vidlora bf16 (CPU: references)",
           _lazy("fp8_kernel_bench")),
     Entry("forward", "one transformer forward: no LoRA, diffusers+PEFT 1/3/fused, vidlora bf16/fp8 1/3",
           _lazy("forward_bench")),
     Entry("swap", "attach+add, swap {a,b}->{a,c}, strength change: vidlora vs diffusers+PEFT vs merge",
           _lazy("swap_bench")),
+    Entry("loop", "the everyday loop at Wan 1.3B width, fused units on: attach+add and swap vs diffusers' own load",
+          _lazy("loop_bench")),
     Entry("memory", "peak memory of Wan 14B T2V/I2V FP8 forwards with two LoRAs (computed; measured on CUDA)",
           _lazy("memory")),
     Entry("roofline", "projected kernel times on H100/H200/RTX 4090/A100 from FLOPs and bytes (projection)",
           _lazy("roofline")),
     Entry("fp8_lora_error", "LoRA-effect error on an FP8 base: vidlora unmerged vs merge + re-quantize",
-          _lazy("wrapped", "run_fp8_lora_error")),
+          _lazy("suite_adapters", "run_fp8_lora_error")),
     Entry("kernel_audit", "SASS of the AOT-compiled kernels for sm_80/89/90: MMA kind, spills, smem",
-          _lazy("wrapped", "run_kernel_audit")),
+          _lazy("suite_adapters", "run_kernel_audit")),
     Entry("cli_startup", "a bad command line's one-line error vs python -c 'import torch' (no GPU needed)",
           _lazy("cli_startup")),
     Entry("lora_tools", "vidlora loras on 200 files (ms per file); extract on a real-shape Wan 14B block, projected",
@@ -146,7 +148,7 @@ def _select(only: list[str] | None) -> list[Entry]:
 
 
 # benchmarks whose baselines are diffusers + PEFT: peft is in the `bench` extra only
-_NEEDS_PEFT = ("forward", "swap")
+_NEEDS_PEFT = ("forward", "swap", "loop")
 
 
 def _check_extras(entries: list[Entry]) -> None:

@@ -15,6 +15,12 @@ lora_scale, act_quant=False)`` runs ``torch.ops.vidlora.lora_linear_fp8`` (fp8_o
 W8A16 or, with ``act_quant``, W8A8 (fp8_gemm.py; reference: fp8_reference.py; the storage
 format and its constants: fp8_format.py).
 
+On a CUDA device both ops pick their path at first use per shape class (selection.py:
+every Triton kernel that applies and the cuBLAS path, checked on the device against an fp32
+reference, the fastest correct one kept and cached on disk): ``warm_up([ShapeCase(m, n, k,
+r), ...])`` measures ahead of time, ``path_choices()`` returns what was chosen with the
+timings, ``kernel_cache_dir()`` where the cache lives.
+
 Importing this package imports neither torch, Triton nor CUDA: the names below load on
 first use (PEP 562), so ``vidlora.kernels.errors`` costs nothing.
 
@@ -36,13 +42,17 @@ from typing import Any
 
 if __name__ == "vidlora.kernels":
     __all__ = ["lora_linear", "lora_linear_reference", "lora_delta_reference", "lora_linear_fp8",
-               "lora_linear_fp8_reference"]  # fmt: skip
+               "lora_linear_fp8_reference", "warm_up", "path_choices", "ShapeCase", "kernel_cache_dir"]  # fmt: skip
     _LAZY = {
         "lora_linear": ".ops",
         "lora_linear_reference": ".reference",
         "lora_delta_reference": ".reference",
         "lora_linear_fp8": ".fp8_ops",
         "lora_linear_fp8_reference": ".fp8_reference",
+        "warm_up": ".selection",
+        "path_choices": ".selection",
+        "ShapeCase": ".selection",
+        "kernel_cache_dir": ".path_cache",
     }
 
     def __getattr__(name: str) -> Any:

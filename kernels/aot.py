@@ -37,6 +37,8 @@ __all__ = [
     "SHARED_MEMORY_LIMIT",
     "AuditShape",
     "REAL_SHAPES",
+    "SMALL_M_SHAPES",
+    "AUDIT_SHAPES",
     "compile_variant",
     "variant_archs",
 ]
@@ -92,6 +94,13 @@ REAL_SHAPES = (
     AuditShape("hunyuan.ffn_up", 32760, 12288, 3072, 32),
     AuditShape("wan14b.proj.m256", 256, 5120, 5120, 32),
 )
+# M <= 64 (one warpgroup, 64-row tiles): a single image's tokens, the short text sequence.
+# Rank 64 is where the fully fused kernel's second accumulator spilled on sm_80 (74 LDL/STL).
+SMALL_M_SHAPES = (
+    AuditShape("wan14b.proj.m64.r64", 64, 5120, 5120, 64),
+    AuditShape("wan14b.proj.m16", 16, 5120, 5120, 16),
+)
+AUDIT_SHAPES = REAL_SHAPES + SMALL_M_SHAPES
 
 
 def _int_arg(name: str, value: int, sig: dict, consts: dict, attrs: dict, index: int) -> None:
@@ -117,7 +126,12 @@ def _source(kernel, args: dict, constexprs: dict):
             consts[name] = constexprs[name]
             continue
         value = args[name]
-        if isinstance(value, str):  # a pointer type; torch allocations are 16-aligned
+        if value is None:  # an unused descriptor: None is a constexpr
+            sig[name] = "constexpr"
+            consts[name] = None
+        elif isinstance(value, str) and value.startswith("tensordesc"):
+            sig[name] = value
+        elif isinstance(value, str):  # a pointer type; torch allocations are 16-aligned
             sig[name] = value
             attrs[(index,)] = [["tt.divisibility", 16]]
         else:
@@ -141,7 +155,12 @@ def _plan(
 
 
 def variant_archs(variant: str) -> tuple[int, ...]:
-    """The architectures a variant is compiled for (W8A8: sm_89 and sm_90 only)."""
+    """The architectures a variant is compiled for (W8A8: sm_89 and sm_90 only; the
+    persistent TMA kernels: sm_90 only)."""
+    from .aot_persistent import PERSISTENT_VARIANTS
+
+    if variant in PERSISTENT_VARIANTS:
+        return (90,)
     if variant in FP8_KERNEL_VARIANTS:
         return FP8_ARCHS[FP8_KERNEL_VARIANTS[variant][0]]
     if variant in KERNEL_VARIANTS:
@@ -198,6 +217,14 @@ def compile_variant(
 
     if arch not in variant_archs(variant):
         raise ValueError(f"kernel variant {variant!r} is not built for sm_{arch} (only {variant_archs(variant)})")
+    from .aot_persistent import PERSISTENT_VARIANTS, persistent_source
+
+    if variant in PERSISTENT_VARIANTS:
+        from .persistent_gemm import _persistent_lora_gemm_kernel
+
+        args, constexprs, options, _ = persistent_source(variant, shape.m, shape.n, shape.k, shape.r, dtype)
+        return triton.compile(_source(_persistent_lora_gemm_kernel, args, constexprs),
+                              target=GPUTarget("cuda", arch, 32), options=options)  # fmt: skip
     elem = torch.empty((), dtype=dtype).element_size()
     planned, pre = _plan(variant, arch, shape, elem)
     gemm = gemm or planned

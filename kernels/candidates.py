@@ -22,15 +22,24 @@ CUDA-graph capture, under ``VIDLORA_PATH_CHOICE=off``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from .backend import triton_installed
-from .selection import Candidate
 
-__all__ = ["candidates_for"]
+__all__ = ["Candidate", "candidates_for"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One way to compute an op: ``run(*op_args) -> y``; backend "triton" or "torch"."""
+
+    name: str
+    backend: str
+    run: Callable[..., torch.Tensor]
 
 
 def _triton_ready(device: torch.device) -> bool:
@@ -77,6 +86,14 @@ def _lora_linear_fp8(args: tuple, act_quant: bool) -> Iterator[Candidate]:
         from .launching import capability
 
         cap = capability(x.device)
+        if act_quant:
+            from .fp8_persistent import lora_linear_w8a8_persistent, w8a8_persistent_applies
+
+            if w8a8_persistent_applies(x, args[1], cap):
+                yield Candidate("triton.persistent", "triton", lora_linear_w8a8_persistent)
+                if cap is not None:  # the interpreter sums exactly: the fast variant is the same there
+                    yield Candidate("triton.persistent.fastacc", "triton",
+                                    functools.partial(lora_linear_w8a8_persistent, fp8_acc=0))  # fmt: skip
         if not act_quant or cap is None or cap >= W8A8_MIN_CAPABILITY:
             yield Candidate("triton.classic", "triton", functools.partial(lora_linear_fp8_triton, act_quant=act_quant))
         if not act_quant:

@@ -28,26 +28,44 @@ projection K = N = 5120, R = 32, BN = 256: fused costs 20 tiles * 2*5120*32 / 7e
 ~4% over the base for the extra read of x, against ~12.5% extra MMA for the fused one).
 The fused kernel keeps the whole rank in one tile, so it is only offered for R <= 64.
 
-Tiles (``GemmConfig``): 128 x 256 x 64 with 8 warps and 3 stages on sm_80/sm_90
-(Triton's own best A100/H100 bf16 matmul config: 144 KB of operand staging, under the
-163 KB / 227 KB per-block limits; audit: 0 spills, HGMMA m64n256k16 on sm_90). GPUs with
-99 KB (sm_86, sm_89, sm_120) get 128 x 128 x 32 with 4 stages (64 KB). The fused kernel on
-sm_80 uses 128 x 128 x 64: at 128 x 256 the audit counted 1653 STL + 1892 LDL (mma.sync
-keeps both accumulators in registers). Small M (<= 64 rows) uses 64-row tiles with 4 warps
-(one warpgroup: wgmma's minimum M is 64). ``BLOCK_R`` = the rank padded to a power of two
->= 16, capped at 32 for the epilogue expand (larger ranks loop over 32-wide chunks: the note
-in notes/triton-without-gpu.md saw LDL/STL grow to ~140 at a 64-wide expand).
+Tiles (``GemmConfig``), 16-bit operands: 128 x 256 x 64 with 8 warps and 3 stages on
+sm_80/sm_90 (Triton's own best A100/H100 bf16 matmul config: 144 KB of operand staging,
+under the 163 KB / 227 KB per-block limits). GPUs with 99 KB (sm_86, sm_89, sm_120) get
+128 x 128 x 32 with 4 stages (64 KB). The fused kernel on sm_80 uses 128 x 128 x 64: at
+128 x 256 it spilled ~1650 STL + ~1900 LDL (mma.sync keeps both accumulators in registers).
+Small M (<= 64 rows) uses 64-row tiles with 4 warps (one warpgroup: wgmma's minimum M is
+64), 64 x 128 x 64, 4 stages (96 KB); the fused kernel at R > 32 on sm_80/sm_89 takes
+64-column tiles (64 x 128 spilled 74 LDL/STL at R = 64 on sm_80). ``BLOCK_R`` = the rank
+padded to a power of two >= 16, capped at 32 for the epilogue expand (larger ranks loop
+over 32-wide chunks: a 64-wide expand grew LDL/STL to ~140).
+Element size: every staging estimate is (rows + cols) x BK x element bytes x stages, so
+fp32 inputs (4 bytes) get their own tiles: 64 x 64 x 32, 3 stages, 8 warps (48 KB). fp32
+runs IEEE dots (FMA, no tensor cores) unless torch allows TF32; at 2-byte sizes an fp32
+128 x 256 x 64 x 3 tile needed 288 KB on sm_90 (limit 227 KB) and would have failed at
+launch; with 4 warps the W8A16 fp32 tile spilled ~300 LDL/STL, with 8 none.
 The shrink kernel streams x once: 64 rows x 128 K per step (16 KB of x per stage; 64 when
-the rank-128 staging would not fit, see shrink_config), 4 warps, 4 stages; at M = 32760
-that is 512 programs for 132 SMs. Tuned configs are not attempted by hand: kernels/tuner.py
-measures them on a GPU and stores them as data.
+the rank-128 staging would not fit, 32 for fp32), 4 warps, 4 stages; at M = 32760 that is
+512 programs for 132 SMs.
+
+sm_90 persistent kernel (``persistent_gemm.persistent_config``): 128 x 256 x 64, 3 stages,
+8 warps, y stored in two 128-column halves (staged whole, the 128 x 256 epilogue tile took
+the kernel to 237,608 B > 227 KB; in halves 180,248 B for shrink+expand, 208,952 B fused at
+M = 256), grid = min(132, tiles); M <= 64: 64 x 128 x 64, 4 warps; W8A8: 128 x 128 x 128,
+4 stages (147,488 B; 128 x 256 with promotion every 128 K spilled 201 LDL/STL).
+The launcher's heuristic is only the starting point and the default when nothing may be
+measured: on a GPU, the first-use choice (selection.py) times the classic and persistent
+kernels, both strategies where they apply, PDL, and cuBLAS + the low-rank matmuls, and keeps
+the fastest correct one per shape class. Tuned configs are not attempted by hand:
+kernels/tuner.py measures them on a GPU and stores them as data.
 FP8 bases (``fp8_gemm.py``)
 ---------------------------
 W8A16 runs the same GEMM with its weight tile loaded as fp8 and upcast in registers: the
 MMA is the 16-bit one, so the strategy rule and tiles are the 16-bit ones above (the fp8
 W staging is half their bytes, so they fit wherever those do), except on sm_80, where the
 weight bytes are converted with integer ops in registers: 32-wide K steps, 4 stages (at
-64 the audit saw spills).
+64 the audit saw spills). At large M the dequantize-once path (fp8_dequant.py: W8 -> x's
+dtype into a scratch, ~78 MB moved at 5120^2, ~1% of the GEMM at M = 32,760, ~17% at
+M = 2,048) usually wins; where the crossover lies is measured by the first-use choice.
 
 W8A8 has one strategy per rank: a quantize pass over x (per-token scale amax/448, x8
 written as e4m3) that also computes T = (x A^T) * c from the unquantized x, then the
@@ -359,10 +377,18 @@ def fp8_gemm_config(
             # spills (fp16 expand 128 x 256: 12 LDL/STL, 255 registers; fused 128 x 128:
             # 10); with 32-wide steps and 4 stages none (232 / 241 / 185 registers).
             return GemmConfig(g.block_m, g.block_n, 32, g.block_r, g.group_m, g.num_warps, 4)
+        if elem_bytes == 4 and strategy == "fused":
+            # fp32 FMA dots for both accumulators plus the upcast: 16-wide K steps (at 32 the
+            # audit saw 137-169 LDL/STL on every arch at 255 registers; at 16 none, 224).
+            return GemmConfig(g.block_m, g.block_n, 16, g.block_r, g.group_m, g.num_warps, g.num_stages)
         return g
     block_r = pad_rank(r, _EXPAND_MAX_BLOCK_R)
     limit = shared_memory_limit(capability)
-    if m <= 64:
+    if elem_bytes == 4:
+        # fp32 x: the fp8 main loop is unchanged, but the T B^T epilogue is an fp32 FMA dot:
+        # 128 x 256 spilled 430 LDL/STL on sm_90 and overflowed sm_89's 99 KB; 64 x 64 did not.
+        tiles = (64, 64, 4)
+    elif m <= 64:
         tiles = (64, 128, 4)
     elif (128 + 256) * 128 * 3 <= limit:
         tiles = (128, 256, 8)

@@ -28,7 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CACHE_ENV", "FORMAT_VERSION", "cache_dir", "cache_path", "current_versions", "ChoiceCache"]
+__all__ = ["CACHE_ENV", "FORMAT_VERSION", "cache_dir", "kernel_cache_dir", "cache_path", "current_versions",
+           "ChoiceCache"]  # fmt: skip
 
 CACHE_ENV = "VIDLORA_CACHE"
 FORMAT_VERSION = 1
@@ -46,6 +47,9 @@ def cache_dir() -> Path:
         xdg = os.environ.get("XDG_CACHE_HOME")
         root = str(Path(xdg) / "vidlora") if xdg else str(Path.home() / ".cache" / "vidlora")
     return Path(root) / "kernels"
+
+
+kernel_cache_dir = cache_dir  # the public name (vidlora.kernels.kernel_cache_dir)
 
 
 def cache_path(device_name: str, directory: Path | None = None) -> Path:

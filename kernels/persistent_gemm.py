@@ -259,7 +259,7 @@ def _launch_persistent(cfg: PersistentConfig, lora_mode: int, x3, s: int, weight
         LORA=lora_mode, HAS_BIAS=bias is not None, HAS_W_SCALE=weight_scale is not None, BASE=base,
         X_TMA=x_tma, X_3D=x_3d, Y_TMA=y_tma, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BLOCK_R=cfg.block_r,
         GROUP_M=cfg.group_m, NUM_SMS=programs, EPI_SPLIT=cfg.epi_split, FLATTEN=cfg.flatten,
-        FP8_ACC=fp8_acc if base == 3 else 0, USE_PDL=pdl,
+        FP8_ACC=min(fp8_acc, bk) if base == 3 else 0, USE_PDL=pdl,
         EXPAND_FIRST=lora_mode == 1 and weight_scale is None and base == 0 and not pdl, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags,
     )  # fmt: skip
     if pdl:

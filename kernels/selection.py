@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from .backend import ENV_VAR
+from .candidates import Candidate, candidates_for
 from .errors import BackendUnavailableError, KernelMismatchError
 from .path_cache import ChoiceCache, cache_path
 from .result_check import check_lora_linear, check_lora_linear_fp8, check_scale, sample_rows
@@ -58,15 +59,6 @@ Timer = Callable[[str, Callable[[], Any]], float]
 
 class KernelExcludedWarning(UserWarning):
     """A candidate kernel was left out of the first-use choice (wrong or failed)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    """One way to compute an op: ``run(*op_args) -> y``; backend "triton" or "torch"."""
-
-    name: str
-    backend: str
-    run: Callable[..., torch.Tensor]
 
 
 class _Unmeasurable(Exception):
@@ -215,8 +207,6 @@ class PathChooser:
 
     # ------------------------------------------------------------------ internals
     def _candidates(self, op: str, args: tuple) -> list[Candidate]:
-        from .candidates import candidates_for
-
         cands = list(candidates_for(op, args))
         if self._extra is not None:
             cands += list(self._extra(op, args))

@@ -116,7 +116,6 @@ def import_graph() -> grimp.ImportGraph:
     return graph
 
 
-@pytest.mark.xfail(strict=True, reason="kernels.candidates <-> kernels.selection (Candidate belongs to candidates.py): then this marker goes")
 def test_no_import_cycles():
     cycles = _cycles(import_graph())
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

@@ -30,6 +30,8 @@ __all__ = [
     "__version__",
     "attach",
     "Adapters",
+    "context_parallel",
+    "ContextParallel",
     "read_lora",
     "LoRAFile",
     "write_mp4",
@@ -54,6 +56,8 @@ __all__ = [
 _LAZY = {
     "attach": "vidlora.runtime.adapters",
     "Adapters": "vidlora.runtime.adapters",
+    "context_parallel": "vidlora.runtime.parallel",
+    "ContextParallel": "vidlora.runtime.parallel",
     "read_lora": "vidlora.lora",
     "LoRAFile": "vidlora.lora.lora_file",
     "write_mp4": "vidlora.app.video",
@@ -84,6 +88,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from vidlora.runtime.adapters import Adapters, attach
+    from vidlora.runtime.parallel import ContextParallel, context_parallel
     from vidlora.lora import read_lora
     from vidlora.app.fp8_checkpoints import load_fp8_scaled_wan
     from vidlora.kernels.backend import get_backend, use_backend

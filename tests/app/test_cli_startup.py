@@ -76,7 +76,7 @@ CASES = [  # (argv after the command, words the error line must hold)
     (["t2v", "--prompt", "x", "--steps", "-1"], ["positive integer"]),
     (["t2v", "--prompt", "   "], ["--prompt is empty"]),
     (["t2v", "--prompt", "x", "--lora", "{tmp}/weights.ckpt"], ["pickle"]),
-    (["t2v", "--prompt", "x", "--lora", "{tmp}/notsafe.safetensors"], ["not a .safetensors file"]),
+    (["t2v", "--prompt", "x", "--lora", "{tmp}/notsafe.safetensors"], ["not a safetensors file: it is an HTML page"]),
     (["i2v", "--prompt", "x", "--image", "{tmp}/missing.png"], ["image", "does not exist"]),
     (["i2v", "--prompt", "x", "--image", "{tmp}/notimage.png"], ["cannot be read"]),
     (["t2v", "--prompt", "x", "--model", "{tmp}/no-such-dir"], ["no-such-dir", "--model tiny"]),

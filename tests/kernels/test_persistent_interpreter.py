@@ -105,3 +105,26 @@ def test_k_5121_is_routed_to_the_classic_kernel():
     # fp32 (an FMA path, no TMA benefit) stays on the classic kernel.
     x3, w3, b3, a3, bb3, c3 = _case(20, 24, 64, 16, torch.float32, seed=5)
     assert not applies(x3, w3, a3, bb3, None)
+
+
+def _w8a8_cases():
+    nks = itertools.cycle(((40, 64), (33, 96)))
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        for m in (1, 17, 130):
+            for r in (0, 4, 48, 100, 144):  # 144 > 128: T from the shrink kernel
+                n, k = next(nks)
+                yield pytest.param(m, n, k, r, dtype, id=f"{str(dtype)[6:]}-m{m}-n{n}-k{k}-r{r}")
+
+
+@pytest.mark.parametrize("m,n,k,r,dtype", list(_w8a8_cases()))
+def test_w8a8_persistent_matches_reference(m, n, k, r, dtype):
+    """The fp8 descriptors, both scales and the LoRA expand in the epilogue, against the
+    quantized fp32 oracle (test_kernels_fp8.py's rule); fewer programs than tiles."""
+    from test_kernels_fp8 import _case as _fp8_case
+    from test_kernels_fp8 import _check as _fp8_check
+    from vidlora.kernels.fp8_persistent import lora_linear_w8a8_persistent
+
+    x, _, w8, ws, b, a, bb, c = _fp8_case(m, n, k, r, dtype, bias=r % 2 == 0, seed=m + r)
+    cfg = PersistentConfig(32, 32, 32, 16, 2, 4, 2, 2)
+    y = lora_linear_w8a8_persistent(x, w8, ws, b, a, bb, c, config=cfg, num_sms=3)
+    _fp8_check(y, x, w8, ws, b, a, bb, c, act_quant=True)

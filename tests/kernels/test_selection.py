@@ -180,7 +180,7 @@ def test_fp8_ops_choose_among_their_candidates(cache_dir):
     w8a16, w8a8 = chooser.choices()
     assert w8a16["chosen"] == "triton.dequant" and w8a16["excluded"] == {}
     assert set(w8a16["timings_ms"]) == {"triton.classic", "triton.dequant", "torch"}
-    assert set(w8a8["timings_ms"]) == {"triton.classic", "torch"} and w8a8["excluded"] == {}
+    assert set(w8a8["timings_ms"]) == {"triton.persistent", "triton.classic", "torch"} and w8a8["excluded"] == {}
 
 
 def test_cache_location_rule(monkeypatch, tmp_path):
@@ -228,3 +228,18 @@ def test_concurrent_writers_never_corrupt_or_lose_entries(tmp_path):
     data = json.loads(path.read_text())
     assert len(data["entries"]) == 80
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_warm_up_measures_ahead_and_path_choices_reports_it(cache_dir, monkeypatch):
+    """The explicit warm-up (what ``vidlora tune`` runs) fills the same choices the ops use."""
+    import vidlora.kernels as kernels
+
+    monkeypatch.setattr(selection, "_DEFAULT", PathChooser(FakeTimer({"torch": 0.1}), cache_dir=cache_dir))
+    records = kernels.warm_up([kernels.ShapeCase(40, 24, 32, 8, torch.float16),
+                               kernels.ShapeCase(40, 24, 64, 0, torch.bfloat16, bias=False),
+                               kernels.ShapeCase(40, 24, 64, 16, torch.float16, fp8="w8a16")], device="cpu")  # fmt: skip
+    assert [r["chosen"] for r in records] == ["torch", "torch", "torch"]
+    assert [r["op"] for r in records] == ["lora_linear", "lora_linear", "lora_linear_fp8.w8a16"]
+    choices = kernels.path_choices()
+    assert len(choices) == 3 and all(c["timings_ms"] and c["source"] == "measured" for c in choices)
+    assert {c["r_bucket"] for c in choices} == {16, 0} and {c["bias"] for c in choices} == {True, False}
