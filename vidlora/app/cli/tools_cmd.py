@@ -188,7 +188,8 @@ def _run_loras(args) -> int:
             print(f"{e.name}  [unreadable: {e.error}]")
             continue
         rank = e.rank if not isinstance(e.rank, list) else f"{e.rank[0]}-{e.rank[-1]}"
-        parts = [e.name, e.family, e.variant or "-", f"rank {rank}", format_bytes(e.size), e.scheme]
+        parts = [e.name, e.family, e.variant or "-", e.kind if e.rank is None else f"{e.kind} rank {rank}",
+                 format_bytes(e.size), e.scheme]
         if e.trigger_words:
             parts.append("triggers: " + ", ".join(e.trigger_words))
         parts.append(f"sha256 {e.sha256[:12]}" if e.sha256 else "sha256 (--hash)")

@@ -274,7 +274,7 @@ def extract_lora(
         "ss_network_dim": str(rank),
         "ss_network_alpha": str(rank),
     }
-    written, renders = write_parts(parts, dst, to, meta, split=None if experts is None else experts == "split",
+    written, renders, _ = write_parts(parts, dst, to, meta, split=None if experts is None else experts == "split",
                                    drop_unsupported=False, overwrite=overwrite, dtype=dtype, inv=None)  # fmt: skip
     report.outputs = written
     report.notes = [n for r in renders for n in r.notes]
