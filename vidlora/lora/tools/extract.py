@@ -89,9 +89,9 @@ class ExtractReport:
         elements = sum(e for e, _ in self.timings)
         return self.seconds / elements if elements else 0.0
 
-    def projected_seconds(self, config: str = "wan2.1-t2v-14b") -> float:
-        """Projected extraction time for a pair of the real model ``config`` (a real-config
-        name): each of its Linears takes the mean measured time of the Linears of its size
+    def projected_seconds(self, config: str | dict = "wan2.1-t2v-14b") -> float:
+        """Projected extraction time for a pair of the model ``config`` (a real-config name or
+        a transformer config): each of its Linears takes the mean measured time of the Linears of its size
         in this run when there were any (a real-shape block measures the 14B shapes
         themselves), else its size times the measured seconds per weight."""
         from vidlora.model import meta_transformer
