@@ -34,10 +34,15 @@ def build_tiny_pipeline(kind: str):
     tiny CLIP vision tower, latent_concat transformer).
 
     The Hunyuan kinds need their own prompt template (``tiny_prompt_template``): the
-    pipelines' defaults count tokens of the real Llama-3 tokenizer.
+    pipelines' defaults count tokens of the real Llama-3 tokenizer. The derived families'
+    kinds are built in family_builders.py.
     """
     if kind not in TINY_PIPELINE_KINDS:
         raise ValueError(f"unknown tiny pipeline {kind!r}; expected one of {', '.join(TINY_PIPELINE_KINDS)}")
+    from .family_builders import FAMILY_KINDS, build_family_pipeline
+
+    if kind in FAMILY_KINDS:  # Wan VACE, SkyReels V2, Wan Animate, FramePack, HunyuanVideo 1.5
+        return build_family_pipeline(kind)
     if kind == "hunyuan-t2v":
         return _build_hunyuan_t2v()
     if kind == "hunyuan-i2v":
