@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .cp_plans import HUNYUAN_CP
 from .names import BlockGroup, NameTable
 from .spec import FamilySpec, GroupLayout, Signal, lycoris_label
 
@@ -213,6 +214,8 @@ HUNYUAN_VIDEO = FamilySpec(
     lora_signals=_lora_signals,
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
+    comfy_hint=COMFY_HINT,
     scheme_label=hunyuan_scheme_label,
     fingerprint="fused img_attn_qkv, single-stream blocks",
+    cp_plans={"HunyuanVideoTransformer3DModel": HUNYUAN_CP},
 )

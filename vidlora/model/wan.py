@@ -23,6 +23,7 @@ from typing import Any
 
 from vidlora.errors import LoRAFormatError
 
+from .cp_plans import WAN_CP
 from .names import BlockGroup, NameTable
 from .spec import FamilySpec, Fusion, GroupLayout, Signal, lycoris_label
 
@@ -252,6 +253,7 @@ WAN = FamilySpec(
     diffusers_hint=DIFFUSERS_HINT,
     scheme_label=wan_scheme_label,
     fingerprint="blocks.N self_attn / cross_attn / ffn",
+    cp_plans={"WanTransformer3DModel": WAN_CP},
 )
 
 

@@ -52,6 +52,7 @@ from vidlora.errors import VidloraError
 from vidlora.lora import LoRAFile, read_lora
 from vidlora.lora.factored import FactoredDelta
 
+from . import kernel_paths
 from .deltas import DeltaTable
 from .fp8 import normalize_fp8_mode
 from .offload import group_offloaded, pinned_copies
@@ -368,31 +369,14 @@ class Adapters:
 
     # ------------------------------------------------------------------ kernel paths
     def kernel_shapes(self, tokens: int) -> list:
-        """The distinct Linear calls one forward makes at ``tokens`` rows (x2 for a CFG batch
-        is the caller's choice): one ``vidlora.kernels.ShapeCase`` per (N, K, stored rank,
-        dtype, bias, FP8 mode) of the patched units."""
-        from vidlora.kernels import ShapeCase
-
-        cases = {}
-        for pm in self._patched.values():
-            for u in pm.units.values():
-                case = ShapeCase(m=int(tokens), n=u.out_features, k=u.in_features, r=u.stack.stored_rank,
-                                 dtype=u.compute_dtype, bias=u.bias is not None, fp8=u.fp8_mode)  # fmt: skip
-                cases[case] = None
-        return list(cases)
+        """The distinct Linear calls one forward makes at ``tokens`` rows (kernel_paths.py)."""
+        return kernel_paths.kernel_shapes(self._patched, tokens)
 
     def warm_up(self, tokens: int, device=None) -> list[dict]:
-        """Measure the kernel path of every shape class the model will use at ``tokens`` rows
-        now (CUDA only), so the first denoising step does not pay for the first-use choice;
-        returns the choice records (also in :meth:`report`)."""
+        """Measure the kernel path of every shape class the model uses at ``tokens`` rows now
+        (CUDA only), so the first denoising step does not pay for the first-use choice."""
         self._check_alive()
-        from vidlora.kernels import warm_up
-
-        if device is None:
-            device = next(iter(self._patched.values())).model.device
-        if torch.device(device).type != "cuda":
-            raise VidloraError(f"warm_up measures GPU kernel paths; {device} has none (CPU runs the torch reference)")
-        return warm_up(self.kernel_shapes(tokens), device)
+        return kernel_paths.warm_up(self._patched, tokens, device)
 
     # ------------------------------------------------------------------ report
     def report(self) -> Report:
@@ -424,21 +408,8 @@ class Adapters:
         return Report(
             models={k: model_summary(pm) for k, pm in self._patched.items()},
             adapters=adapters,
-            kernel_paths=self._kernel_paths(),
+            kernel_paths=kernel_paths.model_choices(self._patched),
         )
-
-    def _kernel_paths(self) -> list[dict]:
-        """The first-use kernel choices (vidlora.kernels.path_choices) for this model's
-        Linear shapes: empty until a CUDA forward (or warm_up) measured them."""
-        if not self._on_cuda():
-            return []
-        import vidlora.kernels as kernels
-
-        shapes = {(u.out_features, u.in_features) for pm in self._patched.values() for u in pm.units.values()}
-        return [c for c in kernels.path_choices() if (c.get("n"), c.get("k")) in shapes]
-
-    def _on_cuda(self) -> bool:
-        return any(u.weight.is_cuda for pm in self._patched.values() for u in pm.units.values())
 
     # ------------------------------------------------------------------ helpers
     def _check_alive(self) -> None:
