@@ -175,7 +175,8 @@ def write_result(plan: Plan, session: Session, video, say: Messages, started: fl
         "guidance_2": req.guidance_2,
         "flow_shift": req.flow_shift,
         "frames": plan.frames,
-        "size": f"{plan.width}x{plan.height}",
+        # the frames' own size: a pipeline that sizes its video from the image (HunyuanVideo 1.5 I2V) decides
+        "size": f"{video.shape[2]}x{video.shape[1]}" if getattr(video, "ndim", 0) == 4 else f"{plan.width}x{plan.height}",
         "fps": plan.fps,
         "fp8": req.fp8,
         "loras": [

@@ -91,7 +91,8 @@ TINY_TRANSFORMER_CONFIGS.update({
     "hunyuan1.5-t2v": dict(
         in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=2, num_refiner_layers=1,
         mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16, text_embed_2_dim=32, image_embed_dim=12,
-        rope_axes_dim=(2, 2, 4), target_size=16, task_type="t2v",
+        # target_size: the I2V pipeline sizes its video from the image, in buckets around it
+        rope_axes_dim=(2, 2, 4), target_size=32, task_type="t2v",
     ),
 })
 TINY_TRANSFORMER_CONFIGS["hunyuan1.5-i2v"] = dict(TINY_TRANSFORMER_CONFIGS["hunyuan1.5-t2v"], task_type="i2v")

@@ -9,6 +9,7 @@ written here in place of the Qwen tokenizer diffusers' test downloads).
 from __future__ import annotations
 
 from .byte_tokenizers import llama_tokenizer, qwen_chat_tokenizer
+from .components import clip_image_encoder, hunyuan_shared, llama_config, wan_components
 from .configs import TINY_SEEDS
 from .models import seeded, tiny_transformer
 
@@ -30,10 +31,7 @@ def build_family_pipeline(kind: str):
 def _wan_family(kind: str):
     import diffusers
 
-    from .builders import _build_wan, _clip_image_encoder
-
-    base = _build_wan("wan-t2v")  # Wan's UMT5, VAE and UniPC scheduler, from the same seeds
-    common = dict(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae, scheduler=base.scheduler)
+    common = wan_components()  # Wan's UMT5, VAE and UniPC scheduler, from the same seeds
     first, second = TINY_SEEDS["transformer"], TINY_SEEDS["transformer_2"]
     if kind == "wan-vace":
         return diffusers.WanVACEPipeline(transformer=tiny_transformer("wan-vace", seed=first), **common)
@@ -46,7 +44,7 @@ def _wan_family(kind: str):
     if kind == "skyreels-v2-df":
         return diffusers.SkyReelsV2DiffusionForcingPipeline(transformer=tiny_transformer("skyreels-v2-df", seed=first),
                                                             **common)  # fmt: skip
-    encoder, processor = _clip_image_encoder()
+    encoder, processor = clip_image_encoder()
     return diffusers.WanAnimatePipeline(transformer=tiny_transformer("wan-animate", seed=first), image_encoder=encoder,
                                         image_processor=processor, **common)  # fmt: skip
 
@@ -64,15 +62,13 @@ def _framepack():
     import diffusers
     from transformers import LlamaModel
 
-    from .builders import _hunyuan_shared, _llama_config
-
     tokenizer = llama_tokenizer([])
     with seeded("text_encoder"):
-        text_encoder = LlamaModel(_llama_config(len(tokenizer))).eval()
+        text_encoder = LlamaModel(llama_config(len(tokenizer))).eval()
     encoder, processor = _siglip(16)  # hidden 16 = the transformer's image_proj_dim
     return diffusers.HunyuanVideoFramepackPipeline(
         text_encoder=text_encoder, tokenizer=tokenizer, transformer=tiny_transformer("framepack", seed=TINY_SEEDS["transformer"]),
-        image_encoder=encoder, feature_extractor=processor, **_hunyuan_shared(),
+        image_encoder=encoder, feature_extractor=processor, **hunyuan_shared(),
     )  # fmt: skip
 
 
