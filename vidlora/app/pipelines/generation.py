@@ -40,7 +40,8 @@ def generate(
     mask: list | None = None,
     reference_images: list | None = None,
     last_image: Any = None,
-) -> np.ndarray:
+    decode: bool = True,
+) -> np.ndarray | None:
     """Run one generation; returns float32 frames [F, H, W, 3] in 0..1.
 
     frames / width / height must already be valid (``round_frames`` / ``round_size``).
@@ -53,6 +54,7 @@ def generate(
     video: the input frames (PIL images) of v2v; strength: how much of them is re-noised
     (Wan V2V). mask: per-frame PIL masks, white where VACE generates; reference_images:
     VACE's subject / style references. last_image: the end frame (Wan FLF2V, FramePack).
+    decode: False returns None without decoding (context parallelism: ranks other than 0).
     """
     import torch
 
@@ -60,7 +62,8 @@ def generate(
     check_family_inputs(info, video, strength, mask, reference_images, last_image)
     kwargs: dict[str, Any] = dict(
         prompt=prompt, num_frames=frames + info.dropped_frames, width=width, height=height, num_inference_steps=steps,
-        guidance_scale=float(guidance), generator=torch.Generator("cpu").manual_seed(int(seed)), output_type="np",
+        guidance_scale=float(guidance), generator=torch.Generator("cpu").manual_seed(int(seed)),
+        output_type="np" if decode else "latent",
     )
     if negative_prompt:
         kwargs["negative_prompt"] = negative_prompt
@@ -104,6 +107,8 @@ def generate(
     finally:
         for undo in reversed(restore):
             undo()
+    if not decode:
+        return None
     video_out = np.asarray(output.frames[0], dtype=np.float32)
     if info.trims_frames and video_out.shape[0] > frames:
         video_out = video_out[:frames]  # FramePack's last section overshoots the length asked
