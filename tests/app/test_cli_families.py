@@ -182,3 +182,14 @@ def test_wan_animate_from_python(tmp_path):
                generator=torch.Generator().manual_seed(0), output_type="np").frames[0]  # fmt: skip
     assert out.shape == (frames, 32, 32, 3)
     h.detach()
+
+
+@pytest.mark.parametrize("kind,lora", [("framepack", ("framepack", "FP-musubi")), ("hunyuan1.5-i2v", ("hunyuan1.5-i2v", "HV15-musubi")),
+                                       ("wan-animate", ("wan-animate", "W-peft-meta")), ("wan-vace", ("wan-vace", "W3"))])
+def test_inspect_against_each_tiny_family(tmp_path, capsys, kind, lora):
+    import json
+
+    path = _lora(tmp_path, *lora, name="x")
+    assert main(["inspect", path, "--model", f"tiny:{kind}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["compatibility"]["ok"] and report["compatibility"]["skipped"] == []
