@@ -22,7 +22,7 @@ import vidlora
 from vidlora.app.tiny import TINY_TRANSFORMER_CONFIGS, build_tiny_pipeline, tiny_transformer
 from vidlora.app.tiny.models import randomized as _randomized
 from vidlora.app.tiny import tiny_prompt_template, tiny_transformer_inputs
-from vidlora.model import inventory
+from vidlora.model import inventory, spec_for_model
 from vidlora.runtime.parallel import CPU_LSE_BACKEND
 
 from helpers.models import random_lora
@@ -39,7 +39,9 @@ def _lora(model, seed, extra=(), deltas=()):
     """A LoRA on every block Linear plus ``extra`` Linears (e.g. the hooked proj_out)."""
     paths = [n for n, m in model.named_modules()
              if type(m) is nn.Linear and (n.split(".")[0].endswith("blocks") or n in extra)]  # fmt: skip
-    return random_lora(model, seed, inventory(model).family, paths=paths, deltas=list(deltas), name=f"l{seed}")
+    lora = random_lora(model, seed, inventory(model).family, paths=paths, deltas=list(deltas), name=f"l{seed}")
+    lora.arch = spec_for_model(model).name  # the helper knows two archs; derived families have their own
+    return lora
 
 
 def _tokens_seen(model, block):
