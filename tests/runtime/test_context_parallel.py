@@ -38,7 +38,8 @@ def _spawn(family: str, tmp_path_factory) -> list[dict]:
     """Both ranks' results for ``family`` (spawned once per test session)."""
     if family not in _RESULTS:
         out = tmp_path_factory.mktemp(f"cp-{family}")
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "tests"), OMP_NUM_THREADS="1")
+        path = os.pathsep.join(p for p in (str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")) if p)
+        env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
         procs = [
             subprocess.Popen([sys.executable, "-m", "helpers.cp_worker", family, str(r), str(WORLD),
                               str(out / "init"), str(out)],  # fmt: skip
