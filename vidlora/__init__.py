@@ -38,6 +38,10 @@ __all__ = [
     "tiny_pipeline",
     "tiny_pipeline_dir",
     "load_fp8_scaled_wan",
+    "convert_lora",
+    "merge_loras",
+    "extract_lora",
+    "list_loras",
     "use_backend",
     "get_backend",
     "VidloraError",
@@ -60,6 +64,10 @@ _LAZY = {
     "tiny_pipeline": "vidlora.app.pipelines",
     "tiny_pipeline_dir": "vidlora.app.tiny",
     "load_fp8_scaled_wan": "vidlora.app.fp8_checkpoints",
+    "convert_lora": "vidlora.lora.tools",
+    "merge_loras": "vidlora.lora.tools",
+    "extract_lora": "vidlora.lora.tools",
+    "list_loras": "vidlora.lora.tools",
     "use_backend": "vidlora.kernels.backend",
     "get_backend": "vidlora.kernels.backend",
 }
@@ -85,6 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vidlora.app.fp8_checkpoints import load_fp8_scaled_wan
     from vidlora.kernels.backend import get_backend, use_backend
     from vidlora.lora.lora_file import LoRAFile
+    from vidlora.lora.tools import convert_lora, extract_lora, list_loras, merge_loras
     from vidlora.app.video import write_mp4
     from vidlora.app.pipelines import tiny_pipeline
     from vidlora.app.tiny import tiny_pipeline_dir

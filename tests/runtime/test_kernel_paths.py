@@ -40,12 +40,12 @@ def test_report_lists_only_this_models_kernel_choices(monkeypatch):
             "excluded": {"triton.persistent.fused": "wrong result"}, "source": "measured"}
     other = dict(ours, n=5120, k=5120)
     monkeypatch.setattr("vidlora.kernels.path_choices", lambda: [ours, other])
-    monkeypatch.setattr(type(h), "_on_cuda", lambda self: True)
+    monkeypatch.setattr("vidlora.runtime.kernel_paths.on_cuda", lambda patched: True)
     report = h.report()
     assert report["kernel_paths"] == [ours]
     text = str(report)
     assert "triton.classic.shrink_expand 0.500 ms (measured, 1 excluded)" in text
-    monkeypatch.setattr(type(h), "_on_cuda", lambda self: False)
+    monkeypatch.setattr("vidlora.runtime.kernel_paths.on_cuda", lambda patched: False)
     assert h.report()["kernel_paths"] == []  # CPU models run the torch reference: nothing chosen
 
 

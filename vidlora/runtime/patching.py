@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vidlora.errors import VidloraError
-from vidlora.model import FAMILIES, Inventory, block_linear_paths, inventory, spec_for_class
+from vidlora.model import FAMILIES, Inventory, block_linear_paths, inventory, refusal_for, spec_for_class
 from vidlora.kernels.fp8_format import FP8_DTYPE
 from .cp_hooks import carry_cp_hooks, has_cp_hooks
 from .offload import refuse_offload_hooks
@@ -37,12 +37,16 @@ def _supported() -> str:
 
 def find_transformers(obj) -> tuple[object | None, dict[str, nn.Module]]:
     """(pipeline or None, {"transformer": model[, "transformer_2": model]})."""
+    if refusal_for(obj) is not None:
+        raise VidloraError(refusal_for(obj))
     if _is_transformer(obj):
         return None, {"transformer": obj}
     found = {}
     for key in ("transformer", "transformer_2"):
         model = getattr(obj, key, None)
         if model is not None:
+            if refusal_for(model) is not None:
+                raise VidloraError(f"{type(obj).__name__}.{key}: {refusal_for(model)}")
             if not _is_transformer(model):
                 raise VidloraError(
                     f"{type(obj).__name__}.{key} is a {type(model).__name__}; vidlora patches {_supported()} "

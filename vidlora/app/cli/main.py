@@ -1,4 +1,4 @@
-"""``vidlora`` command line: i2v, t2v, inspect, demo, bench.
+"""``vidlora`` command line: i2v, t2v, inspect, demo, bench; convert, merge, extract, loras; sweep, serve.
 
 Every user error is one line on stderr and exit code 2, never a traceback. An error from
 inside a library during a run is one line naming the stage and exit code 1; ``--debug``
@@ -17,10 +17,11 @@ from vidlora.errors import VidloraError
 from .parallel import rank_prefix
 from .parser import EXIT_USER_ERROR, build_parser
 from .stages import StageError, debug_requested
+from .tools_cmd import TOOL_COMMANDS
 
-__all__ = ["main", "EXIT_STAGE_ERROR"]
+__all__ = ["main"]
 
-EXIT_STAGE_ERROR = 1
+_EXIT_STAGE_ERROR = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,14 +41,22 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(e.__cause__)
         hint = "" if debug_requested(args) else " (--debug or VIDLORA_DEBUG=1 prints the traceback)"
         print(f"vidlora: {rank_prefix()}error: {e}{hint}", file=sys.stderr)
-        return EXIT_STAGE_ERROR
+        return _EXIT_STAGE_ERROR
     except KeyboardInterrupt:
         print("vidlora: interrupted", file=sys.stderr)
         return 130
 
 
 def _dispatch(args) -> int:
+    if getattr(args, "lora_dir", None):
+        from vidlora.lora.lora_dirs import use_lora_dirs
+
+        use_lora_dirs(args.lora_dir)  # --lora NAME looks there (before VIDLORA_LORA_DIRS and the Hub)
     # Each command's module is imported only when it runs: none imports torch at import time.
+    if args.command in TOOL_COMMANDS:
+        from .tools_cmd import run_tool
+
+        return run_tool(args)
     if args.command in ("i2v", "t2v"):
         from .generate_cmd import run_generate
 
@@ -60,6 +69,10 @@ def _dispatch(args) -> int:
         from .demo import run_demo
 
         return run_demo(args)
+    if args.command in ("sweep", "serve"):
+        from .scale_cmds import run_serve_cmd, run_sweep_cmd
+
+        return run_sweep_cmd(args) if args.command == "sweep" else run_serve_cmd(args)
     if args.command == "bench":
         from vidlora.benchmarks.suite import run_suite
 

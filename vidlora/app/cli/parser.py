@@ -10,6 +10,8 @@ import argparse
 import math
 
 from ..pipelines.info import DEFAULT_MODELS
+from .tools_cmd import add_lora_dir_arg, add_tool_parsers
+from .scale_args import add_scale_commands
 
 __all__ = ["build_parser", "EXIT_USER_ERROR"]
 
@@ -115,6 +117,7 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("--ring", type=_positive_int, default=None, help="with --gpus: the ring attention degree (default 1)")
     p.add_argument("--auto-trigger", action="store_true", help="append the LoRAs' trigger words missing from the prompt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_lora_dir_arg(p)
     _add_common_args(p)
 
 
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check against this model: a Hub id, a local diffusers folder, a built-in config name "
                    "(e.g. wan2.1-t2v-1.3b) or tiny / tiny:KIND")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_lora_dir_arg(p)
     _add_common_args(p)
 
     p = sub.add_parser("demo", help="generate a short video on the embedded tiny model with two stacked LoRAs",
@@ -152,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_common_args(p)
 
+    add_tool_parsers(sub, _add_common_args)  # convert, merge, extract, loras
+
     p = sub.add_parser("bench", help="run the benchmark suite",
                        description="Run the benchmark suite (needs the bench extra: pip install 'vidlora[bench]'); "
                        "see benchmarks/README.md.")
@@ -161,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder (default: bench-results in the vidlora cache, $VIDLORA_CACHE)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     _add_common_args(p)
+
+    # many videos, many GPUs (Ray): sweep, serve
+    add_scale_commands(sub, _add_common_args)
     return parser
 
 

@@ -103,9 +103,11 @@ class Plan:
     fps: float
 
 
-def plan_generation(req: GenerateRequest, say: Messages) -> Plan:
+def plan_generation(req: GenerateRequest, say: Messages, *, info: ModelInfo | None = None) -> Plan:
     """Check ``req`` as far as configs allow (see the module docstring); notes and
-    warnings go to ``say``; the first problem raises VidloraError."""
+    warnings go to ``say``; the first problem raises VidloraError. ``info``: the model's
+    ``model_info(req.model, req.task)`` when the caller has it (a sweep plans many jobs
+    on one model: its configs are read once)."""
     out = check_output(Path(req.out or "out.mp4").expanduser(), req.overwrite)
     if not req.prompt.strip():
         raise VidloraError("--prompt is empty")
@@ -116,7 +118,7 @@ def plan_generation(req: GenerateRequest, say: Messages) -> Plan:
     image = load_image(req.image) if req.task == "i2v" else None
     _warn_strengths(say, loras)
 
-    info = model_info(req.model, req.task)
+    info = info or model_info(req.model, req.task)
     if info.is_tiny:
         say.note(f"--model {info.source} is a tiny random-weight model: it checks the plumbing, not the look")
     if (req.loras_high or req.loras_low) and not info.two_experts:
