@@ -284,9 +284,6 @@ _DERIVED_CASES = {
 
 @pytest.fixture(scope="module")
 def derived(tmp_path_factory):
-    # the derived families' tiny models and specs come with the model-coverage work; until it
-    # is merged here these tests skip (then each spec names its plan from model/cp_plans.py)
-    pytest.importorskip("helpers.family_models")
     return _spawn("derived", tmp_path_factory)
 
 
