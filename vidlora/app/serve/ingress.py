@@ -33,7 +33,8 @@ _IMAGE_TIMEOUT_S = 20
 
 
 def lora_set_id(sources: list[str]) -> str:
-    """The multiplexed model id of a LoRA set: its sorted sources, hashed (weights excluded)."""
+    """The multiplexed model id of a LoRA set: its sorted sources, hashed (weights excluded;
+    the ingress appends each file's sha256 to its source)."""
     if not sources:
         return ""
     return hashlib.sha256("\n".join(sorted(sources)).encode()).hexdigest()[:24]
@@ -90,7 +91,8 @@ class Ingress:
             loras.append({"source": canonical, "asked": entry.source, "weight": _weight(entry.weight),
                           "sha256": resolved.sha256, "field": entry.field})  # fmt: skip
         loras.sort(key=lambda e: e["source"])  # the order of the list must not matter
-        set_id = lora_set_id([e["source"] for e in loras])
+        # the sources' contents too: a file replaced on disk is another set, never a stale copy
+        set_id = lora_set_id([f"{e['source']}#{e['sha256']}" for e in loras])
         payload = {
             "set_id": set_id, "loras": loras, "prompt": body.prompt, "negative_prompt": body.negative_prompt,
             "image": image, "seed": body.seed, "frames": body.frames, "size": body.size, "steps": body.steps,
