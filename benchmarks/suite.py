@@ -75,6 +75,8 @@ ENTRIES: tuple[Entry, ...] = (
           _lazy("forward_bench")),
     Entry("swap", "attach+add, swap {a,b}->{a,c}, strength change: vidlora vs diffusers+PEFT vs merge",
           _lazy("swap_bench")),
+    Entry("loop", "the everyday loop at Wan 1.3B width, fused units on: attach+add and swap vs diffusers' own load",
+          _lazy("loop_bench")),
     Entry("memory", "peak memory of Wan 14B T2V/I2V FP8 forwards with two LoRAs (computed; measured on CUDA)",
           _lazy("memory")),
     Entry("roofline", "projected kernel times on H100/H200/RTX 4090/A100 from FLOPs and bytes (projection)",
@@ -85,6 +87,8 @@ ENTRIES: tuple[Entry, ...] = (
           _lazy("suite_adapters", "run_kernel_audit")),
     Entry("cli_startup", "a bad command line's one-line error vs python -c 'import torch' (no GPU needed)",
           _lazy("cli_startup")),
+    Entry("lora_tools", "vidlora loras on 200 files (ms per file); extract on a real-shape Wan 14B block, projected",
+          _lazy("lora_tools")),
 )  # fmt: skip
 
 
@@ -144,7 +148,7 @@ def _select(only: list[str] | None) -> list[Entry]:
 
 
 # benchmarks whose baselines are diffusers + PEFT: peft is in the `bench` extra only
-_NEEDS_PEFT = ("forward", "swap")
+_NEEDS_PEFT = ("forward", "swap", "loop")
 
 
 def _check_extras(entries: list[Entry]) -> None:

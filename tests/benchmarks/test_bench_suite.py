@@ -115,3 +115,21 @@ def test_time_budget_skips_with_a_row_and_still_reports(tmp_path, monkeypatch):
     assert check_rows(rows) == [] and "time budget" in rows[0]["reason"]
     (md,) = tmp_path.glob("REPORT-*.md")
     assert "## Not run" in md.read_text()
+
+
+def test_loop_benchmark_rows(monkeypatch):
+    # one block keeps it at a few seconds; the real run uses 4 (and the 14B block part)
+    from vidlora.benchmarks import loop_bench
+    from vidlora.benchmarks.rows import RunContext
+
+    monkeypatch.setattr(loop_bench, "LAYERS", 1)
+    ctx = RunContext("run-1", "cpu", quick=True, out_dir=None)
+    rows = list(loop_bench.run(ctx, repeats=1, warmup=0, big=False))
+    assert check_rows(rows) == []
+    goals = {g["method"]: g for g in rows if g.get("kind") == "goal"}
+    assert set(goals) == {"vidlora attach+add", "vidlora remove+add"}
+    assert goals["vidlora attach+add"]["baseline"] == "diffusers lora_state_dict+load_lora_into_transformer"
+    assert goals["vidlora remove+add"]["baseline"] == "diffusers delete_adapters+load"
+    swap = [r for r in rows if r["case"].startswith("swap") and r.get("kind") != "goal"]
+    assert all(r["check_rel_diff"] <= loop_bench._AGREE for r in swap)  # both sides ended with the same adapters
+    assert all(r["fused_units"] and r["threads"] == 2 for r in rows)

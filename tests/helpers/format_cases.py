@@ -87,9 +87,11 @@ def hunyuan_truth_spec(model: nn.Module, scheme: str) -> tuple[list[str], list[s
 def load_with_diffusers(model: nn.Module, path, weights: dict[str, float] | None = None) -> nn.Module:
     """A copy of ``model`` with LoRA files loaded by diffusers' own loader + PEFT: one
     ``path``, or {adapter name: path} stacked with ``set_adapters(names, weights)``."""
-    from diffusers.loaders import HunyuanVideoLoraLoaderMixin, WanLoraLoaderMixin
+    from diffusers.loaders import HunyuanVideoLoraLoaderMixin, SkyReelsV2LoraLoaderMixin, WanLoraLoaderMixin
 
-    mixin = WanLoraLoaderMixin if type(model).__name__.startswith("Wan") else HunyuanVideoLoraLoaderMixin
+    name = type(model).__name__
+    mixin = (SkyReelsV2LoraLoaderMixin if name.startswith("SkyReels") else
+             WanLoraLoaderMixin if name.startswith("Wan") else HunyuanVideoLoraLoaderMixin)  # fmt: skip
 
     class _Pipe(mixin):  # the smallest object load_lora_weights accepts
         transformer_name = "transformer"

@@ -34,11 +34,13 @@ __all__ = [
     "SCHEMES",
     "WAN_SCHEMES",
     "HUNYUAN_SCHEMES",
+    "HV15_SCHEMES",
 ]
 
 WAN_SCHEMES = ("W1", "W2", "W3", "W3b", "W4", "W4b", "W5", "W7")
 HUNYUAN_SCHEMES = ("H1", "H2", "H3", "H4", "H5", "H6", "H6-split")
-SCHEMES = WAN_SCHEMES + ("W6",) + HUNYUAN_SCHEMES
+HV15_SCHEMES = ("HV15-musubi", "HV15-tencent", "HV15-tencent-sidecar", "HV15-diffusers", "HV15-comfy")
+SCHEMES = WAN_SCHEMES + ("W6", "W-peft", "W-peft-meta", "FP-musubi") + HUNYUAN_SCHEMES + HV15_SCHEMES
 
 
 # ---------------------------------------------------------------- ground truth
@@ -113,6 +115,7 @@ class Truth:
 
 
 _HUNYUAN_FUSED_GROUPS = (
+    (r"^(face_adapter\.\d+)\.to_[kv]$", ("to_k", "to_v")),  # Wan Animate's fused linear1_kv
     (r"^(transformer_blocks\.\d+)\.attn\.to_[qkv]$", ("attn.to_q", "attn.to_k", "attn.to_v")),
     (r"^(transformer_blocks\.\d+)\.attn\.add_[qkv]_proj$", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
     (r"^(single_transformer_blocks\.\d+)\.(attn\.to_[qkv]|proj_mlp)$", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
@@ -196,10 +199,39 @@ _WAN_TOP = {
 }
 
 
-def _wan_module(path: str) -> str:
-    m = re.match(r"^blocks\.(\d+)\.(.+)$", path)
+_WAN_TOP.update({
+    # SkyReels V2 (inject_sample_info)
+    "fps_projection.net.0.proj": "fps_projection.0", "fps_projection.net.2": "fps_projection.2",
+    # Wan VACE / Wan Animate top-level modules (same name in both namings)
+    "vace_patch_embedding": "vace_patch_embedding", "pose_patch_embedding": "pose_patch_embedding",
+    "face_encoder.out_proj": "face_encoder.out_proj",
+})
+_VACE_INNER = {"proj_in": "before_proj", "proj_out": "after_proj"}  # VACE's control-branch projections
+# Wan Animate face adapter: diffusers inner -> (original inner, index in a fused module, pieces)
+_FACE_INNER = {"to_q": ("linear1_q", None, 1), "to_k": ("linear1_kv", 0, 2), "to_v": ("linear1_kv", 1, 2),
+               "to_out": ("linear2", None, 1), "norm_q": ("q_norm", None, 1), "norm_k": ("k_norm", None, 1)}
+
+
+def _wan_fused(path: str) -> tuple[str, int | None, int]:
+    """(original module, index within a fused original or None, pieces) of a Wan-family path."""
+    m = re.match(r"^face_adapter\.(\d+)\.(.+)$", path)
     if m:
-        return f"blocks.{m.group(1)}.{_WAN_INNER[m.group(2)]}"
+        inner, idx, n = _FACE_INNER[m.group(2)]
+        return f"face_adapter.fuser_blocks.{m.group(1)}.{inner}", idx, n
+    return _wan_module(path), None, 1
+
+
+def _wan_module(path: str) -> str:
+    m = re.match(r"^(blocks|vace_blocks)\.(\d+)\.(.+)$", path)
+    if m:
+        inner = m.group(3)
+        if m.group(1) == "vace_blocks" and inner in _VACE_INNER:
+            return f"vace_blocks.{m.group(2)}.{_VACE_INNER[inner]}"
+        return f"{m.group(1)}.{m.group(2)}.{_WAN_INNER[inner]}"
+    if path.startswith("face_adapter."):
+        original, idx, _ = _wan_fused(path)
+        assert idx is None, f"{path} is a piece of fused {original}: written by the fused writer"
+        return original
     return _WAN_TOP[path]
 
 
@@ -270,6 +302,39 @@ def _hunyuan_module(path: str, comfy: bool) -> tuple[str, int | None, int]:
     return (comfy_name if comfy else tencent), idx, 1
 
 
+# HunyuanVideo 1.5: diffusers -> Tencent original (separate q/k/v; no fused module in the blocks)
+_HY15_DOUBLE = {
+    "attn.to_q": "img_attn_q", "attn.to_k": "img_attn_k", "attn.to_v": "img_attn_v",
+    "attn.add_q_proj": "txt_attn_q", "attn.add_k_proj": "txt_attn_k", "attn.add_v_proj": "txt_attn_v",
+    "attn.to_out.0": "img_attn_proj", "attn.to_add_out": "txt_attn_proj",
+    "ff.net.0.proj": "img_mlp.fc1", "ff.net.2": "img_mlp.fc2", "ff_context.net.0.proj": "txt_mlp.fc1",
+    "ff_context.net.2": "txt_mlp.fc2", "norm1.linear": "img_mod.linear", "norm1_context.linear": "txt_mod.linear",
+    "attn.norm_q": "img_attn_q_norm", "attn.norm_k": "img_attn_k_norm",
+    "attn.norm_added_q": "txt_attn_q_norm", "attn.norm_added_k": "txt_attn_k_norm",
+}
+_HY15_TOP = {
+    "proj_out": "final_layer.linear", "norm_out.linear": "final_layer.adaLN_modulation.1", "x_embedder.proj": "img_in.proj",
+    "time_embed.timestep_embedder.linear_1": "time_in.mlp.0", "time_embed.timestep_embedder.linear_2": "time_in.mlp.2",
+    "context_embedder.proj_in": "txt_in.input_embedder",
+    "context_embedder.time_text_embed.timestep_embedder.linear_1": "txt_in.t_embedder.mlp.0",
+    "context_embedder_2.linear_1": "byt5_in.fc1", "context_embedder_2.linear_2": "byt5_in.fc2",
+    "context_embedder_2.linear_3": "byt5_in.fc3", "image_embedder.linear_1": "vision_in.proj.1",
+    "image_embedder.linear_2": "vision_in.proj.3",
+}
+
+
+def _hy15_module(path: str) -> str:
+    m = re.match(r"^transformer_blocks\.(\d+)\.(.+)$", path)
+    if m:
+        return f"double_blocks.{m.group(1)}.{_HY15_DOUBLE[m.group(2)]}"
+    m = re.match(r"^context_embedder\.token_refiner\.refiner_blocks\.(\d+)\.(.+)$", path)
+    if m:  # the refiner's non-fused modules (its q/k/v are fused as in 1.0)
+        inner = {"attn.to_out.0": "self_attn_proj", "ff.net.0.proj": "mlp.fc1", "ff.net.2": "mlp.fc2",
+                 "norm_out.linear": "adaLN_modulation.1"}[m.group(2)]
+        return f"txt_in.individual_token_refiner.blocks.{m.group(1)}.{inner}"
+    return _HY15_TOP[path]
+
+
 # ---------------------------------------------------------------- scheme layout
 @dataclass(frozen=True)
 class _Layout:
@@ -297,6 +362,18 @@ _LAYOUTS = {
     "H5": _Layout("transformer.", "diffusers", ".lora_A.weight", ".lora_B.weight", "metadata", "lora_bias"),
     "H6": _Layout("lora_transformer_", "hy-diffusers-underscored", ".lora_down.weight", ".lora_up.weight", "always", "none"),
     "H6-split": _Layout("transformer.", "hy-split", ".lora_down.weight", ".lora_up.weight", "key", "none"),
+    # PEFT save_pretrained on the original Wan model (Wan 2.2 Animate relighting LoRA): bare names,
+    # alpha in adapter_config.json beside adapter_model.safetensors ("W-peft") or in the header
+    "W-peft": _Layout("", "wan-original", ".lora_A.weight", ".lora_B.weight", "sidecar", "none"),
+    "W-peft-meta": _Layout("", "wan-original", ".lora_A.weight", ".lora_B.weight", "metadata", "none"),
+    # musubi-tuner networks.lora_framepack: kohya prefix over diffusers names, alpha always
+    "FP-musubi": _Layout("lora_unet_", "diffusers-underscored", ".lora_down.weight", ".lora_up.weight", "always", "none"),
+    # HunyuanVideo 1.5
+    "HV15-musubi": _Layout("lora_unet_", "hy15-underscored", ".lora_down.weight", ".lora_up.weight", "always", "none"),
+    "HV15-tencent": _Layout("", "hy15-original", ".lora_A.weight", ".lora_B.weight", "metadata", "none"),
+    "HV15-tencent-sidecar": _Layout("", "hy15-original", ".lora_A.weight", ".lora_B.weight", "sidecar", "none"),
+    "HV15-diffusers": _Layout("transformer.", "diffusers", ".lora_A.weight", ".lora_B.weight", "metadata", "lora_bias"),
+    "HV15-comfy": _Layout("diffusion_model.", "hy15-original", ".lora_down.weight", ".lora_up.weight", "key", "diff"),
 }
 
 
@@ -341,17 +418,56 @@ def _module_name(layout: _Layout, path: str) -> str:
         return re.sub(r"_attn_o$", "_attn_to_out_0", name)
     if layout.names == "diffusers":
         return path
-    if layout.names == "hy-diffusers-underscored":
+    if layout.names in ("hy-diffusers-underscored", "diffusers-underscored"):
         return path.replace(".", "_")
+    if layout.names in ("hy15-original", "hy15-underscored"):
+        name = _hy15_module(path)
+        return name.replace(".", "_") if layout.names == "hy15-underscored" else name
     raise AssertionError(layout.names)
+
+
+def _write_fused_pieces(w: _Writer, fused: dict[str, dict[int, "LowRankTruth"]], sizes: dict[str, int], name_of) -> None:
+    """Siblings of one fused original module written as one LoRA, exactly: A = the pieces'
+    A stacked, B block-diagonal with each piece's scale baked in, alpha = total rank."""
+    for original, pieces in fused.items():
+        n = sizes[original]
+        assert len(pieces) == n, f"{original}: give every fused piece"
+        first = pieces[0]
+        if all(torch.equal(p.down, first.down) and p.alpha == first.alpha for p in pieces.values()):
+            w.lora(name_of(original), first.down, torch.cat([pieces[i].up for i in range(n)]), first.alpha)
+            continue
+        outs = [pieces[i].up.shape[0] for i in range(n)]
+        total_r = sum(p.rank for p in pieces.values())
+        up = torch.zeros(sum(outs), total_r)
+        col = 0
+        for i in range(n):
+            p = pieces[i]
+            row = sum(outs[:i])
+            up[row : row + outs[i], col : col + p.rank] = p.scale * p.up
+            col += p.rank
+        alpha = float(total_r) if w.layout.alpha != "bake" else None
+        w.lora(name_of(original), torch.cat([pieces[i].down for i in range(n)]), up, alpha)
 
 
 def _write_wan_like(w: _Writer, truth: Truth) -> None:
     lay = w.layout
+    fused: dict[str, dict[int, LowRankTruth]] = {}
+    sizes: dict[str, int] = {}
+    swap = lay.names.startswith("hy15-")  # HunyuanVideo 1.5's final adaLN halves, as 1.0's
     for path, adapter in truth.modules.items():
+        if lay.names.startswith("wan-"):
+            original, idx, n = _wan_fused(path)
+            if idx is not None:
+                assert isinstance(adapter, LowRankTruth), "fused originals take plain LoRA ground truth"
+                fused.setdefault(original, {})[idx] = adapter
+                sizes[original] = n
+                continue
         name = _module_name(lay, path)
         if isinstance(adapter, LowRankTruth):
-            w.lora(name, adapter.down, adapter.up, adapter.alpha, adapter.magnitude)
+            up = adapter.up
+            if swap and path == _SWAPPED:
+                up = torch.cat([up[up.shape[0] // 2 :], up[: up.shape[0] // 2]])
+            w.lora(name, adapter.down, up, adapter.alpha, adapter.magnitude)
         elif isinstance(adapter, LoHaTruth):
             for role in ("w1a", "w1b", "w2a", "w2b"):
                 w.put(f"{name}.hada_{role[:2]}_{role[2]}", getattr(adapter, role))
@@ -366,6 +482,8 @@ def _write_wan_like(w: _Writer, truth: Truth) -> None:
                     w.put(f"{name}.lokr_w{n}", factor)
             if adapter.alpha is not None:
                 w.put(f"{name}.alpha", torch.tensor(float(adapter.alpha)))
+    underscored = lay.names in ("wan-underscored", "wan-lycoris")
+    _write_fused_pieces(w, fused, sizes, lambda o: o.replace(".", "_") if underscored else o)
     for ppath, delta in truth.deltas.items():
         mpath, _, attr = ppath.rpartition(".")
         if lay.deltas == "lora_bias":
@@ -374,10 +492,12 @@ def _write_wan_like(w: _Writer, truth: Truth) -> None:
             w.put(f"{mpath}.lora_B.bias", delta / adapter.scale)
             continue
         assert lay.deltas == "diff", f"scheme cannot carry full-tensor deltas ({ppath})"
+        if swap and mpath == _SWAPPED:
+            delta = torch.cat([delta[delta.shape[0] // 2 :], delta[: delta.shape[0] // 2]])
         # modulation tables: blocks.N.diff_m / head.diff_m (LightX2V / kijai)
-        m = re.match(r"^blocks\.(\d+)\.scale_shift_table$", ppath)
+        m = re.match(r"^((?:vace_)?blocks)\.(\d+)\.scale_shift_table$", ppath)
         if m or ppath == "scale_shift_table":
-            owner = f"blocks.{m.group(1)}" if m else "head"
+            owner = f"{m.group(1)}.{m.group(2)}" if m else "head"
             w.put(f"{owner.replace('.', '_') if lay.names == 'wan-underscored' else owner}.diff_m", delta)
             continue
         suffix = {"weight": ".diff", "bias": ".diff_b"}[attr]

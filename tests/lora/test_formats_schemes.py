@@ -186,18 +186,19 @@ def test_t2v_lora_on_i2v_model(tmp_path):
 
 
 def test_unmappable_names_reach_validation(tmp_path):
-    """A module name with no diffusers equivalent (VACE) keeps its name and is reported
-    by match_lora, not dropped by the reader."""
+    """A module name with no diffusers equivalent keeps its name and is reported by
+    match_lora, not dropped by the reader. (This used VACE's vace_blocks, which now read:
+    tests/model/test_wan_family.py has them on plain Wan.)"""
     model = tiny("wan-t2v")
     truth = random_truth(model, seed=13, paths=["blocks.0.attn1.to_q"])
     extra = {
-        "diffusion_model.vace_blocks.0.before_proj.lora_down.weight": torch.randn(2, 24),
-        "diffusion_model.vace_blocks.0.before_proj.lora_up.weight": torch.randn(24, 2),
+        "diffusion_model.blocks.0.cross_attn.q_extra.lora_down.weight": torch.randn(2, 24),
+        "diffusion_model.blocks.0.cross_attn.q_extra.lora_up.weight": torch.randn(24, 2),
     }
-    lora = read_lora(write_lora(tmp_path / "vace.safetensors", truth, "W2", extra=extra))
-    assert "vace_blocks.0.before_proj" in lora.modules
+    lora = read_lora(write_lora(tmp_path / "extra.safetensors", truth, "W2", extra=extra))
+    assert "blocks.0.cross_attn.q_extra" in lora.modules
     report = match_lora(lora, inventory(model), strict=False)
-    assert ("vace_blocks.0.before_proj (from diffusion_model.vace_blocks.0.before_proj.lora_down.weight)",
+    assert ("blocks.0.cross_attn.q_extra (from diffusion_model.blocks.0.cross_attn.q_extra.lora_down.weight)",
             "maps to nothing in the model") in report.skipped
 
 

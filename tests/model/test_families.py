@@ -12,7 +12,7 @@ import torch
 from helpers.format_cases import tiny
 from helpers.writers import random_truth, write_lora
 from vidlora.errors import LoRAMismatchError, SourceError
-from vidlora.model import HUB_MODEL_IDS, REAL_CONFIGS, block_index, block_linear_paths, describe, family_label, inventory, meta_transformer, module_kind
+from vidlora.model import HUB_MODEL_IDS, REAL_CONFIGS, spec_for_arch, block_index, block_linear_paths, describe, family_label, inventory, meta_transformer, module_kind
 from vidlora.app.model_configs import transformer_config_from
 from vidlora.lora import match_lora, read_lora
 
@@ -167,11 +167,18 @@ def test_real_width_accept_or_refuse(real_files, real_inventories, file, model_n
         else:
             assert not image_skips
         assert len(report.linears) == len(lora.modules) - len(image_skips)
-    else:
+    elif spec_for_arch(lora.arch).lineage == inv.spec.lineage:  # same naming, another size
         with pytest.raises(LoRAMismatchError) as err:
             match_lora(lora, inv)
         assert (
             f"LoRA targets {family_label(lora.family)} (in_features {lora.width}); "
+            f"the model is {family_label(inv.family)} ({inv.width})" in str(err.value)
+        )
+    else:  # another family: both named, the LoRA's with what tells it apart
+        with pytest.raises(LoRAMismatchError) as err:
+            match_lora(lora, inv)
+        assert (
+            f"LoRA targets {family_label(lora.family)} (width {lora.width}, {spec_for_arch(lora.arch).fingerprint}); "
             f"the model is {family_label(inv.family)} ({inv.width})" in str(err.value)
         )
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from vidlora.errors import LoRAFormatError
 
-__all__ = ["PeftConfig", "peft_config_for", "scale_for"]
+__all__ = ["PeftConfig", "peft_config_for", "scale_for", "sidecar_allowed", "PEFT_WEIGHTS_NAME"]
 
 
 @dataclass
@@ -32,17 +32,19 @@ class PeftConfig:
     use_rslora: bool = False
     use_dora: bool = False
 
-    def alpha_for(self, module: str) -> float | None:
-        """alpha_pattern entry matching the module (PEFT matches a key as a suffix of the
-        dotted module path, or as a regex), else lora_alpha."""
+    def alpha_for(self, *modules: str) -> float | None:
+        """alpha_pattern entry matching one of the module's names (the file's own, then the
+        diffusers path; PEFT matches a key as a suffix of the dotted module path, or as a
+        regex), else lora_alpha."""
         for pattern, alpha in self.alpha_pattern.items():
-            if module == pattern or module.endswith("." + pattern):
-                return float(alpha)
-            try:
-                if re.fullmatch(rf"(.*\.)?{pattern}", module):
+            for module in modules:
+                if module == pattern or module.endswith("." + pattern):
                     return float(alpha)
-            except re.error:
-                continue
+                try:
+                    if re.fullmatch(rf"(.*\.)?{pattern}", module):
+                        return float(alpha)
+                except re.error:
+                    continue
         return self.lora_alpha
 
 
@@ -66,6 +68,16 @@ def _from_mapping(path: str, source: str, config: object) -> PeftConfig:
         )
     except (TypeError, ValueError) as exc:
         raise LoRAFormatError(f"{path}: malformed {source} ({exc})") from None
+
+
+# PEFT's save_pretrained writes adapter_model.safetensors with adapter_config.json beside it
+PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+def sidecar_allowed(path: str, prefixes: set[str]) -> bool:
+    """Whether an ``adapter_config.json`` beside the file belongs to it: PEFT's own file name,
+    or keys with PEFT's ``base_model.model.`` prefix (a save_pretrained file renamed)."""
+    return os.path.basename(path) == PEFT_WEIGHTS_NAME or "base_model.model." in prefixes
 
 
 def peft_config_for(path: str, metadata: dict[str, str], allow_sidecar: bool) -> PeftConfig | None:

@@ -2,8 +2,9 @@
 
 Every reader ends here: it has split each key into (module name, role) and knows how to
 translate a module name to diffusers (a :class:`Target`). This module checks shapes,
-derives scales, materializes LoHa / LoKr / convolution LoRAs as exact dense deltas,
-refuses what cannot be applied exactly (DoRA, GLoRA, OFT, Tucker cores, set_weight) by
+derives scales, keeps LoHa / LoKr factored (factored.py: ``deltas[param]`` is then a
+tensor-like FactoredDelta, never the dense matrix), materializes a convolution LoRA (small)
+as its exact dense delta, refuses what cannot be applied exactly (DoRA, GLoRA, OFT, Tucker cores, set_weight) by
 name, and splits fused originals into diffusers pieces:
 
 * LoRA on a fused module: A (down) is copied to every piece, B (up) is cut by rows; the
@@ -24,8 +25,11 @@ from vidlora.errors import LoRAFormatError
 from vidlora.model import FamilySpec, Target
 
 from .alpha_rules import PeftConfig, scale_for
+from .factored import FactoredDelta
 from .lora_file import LowRank
+from .lycoris import LOHA_ROLES, LOKR_ROLES, loha_delta, lokr_delta
 from .safetensors_file import RawFile
+from .tensor_checks import alpha_value, check_dense
 
 __all__ = ["Assembled", "group_keys", "refuse_unsupported", "assemble"]
 
@@ -55,13 +59,7 @@ _REFUSALS = {
     "hada_t2": _TUCKER,
     "lokr_t2": "LoKr with a Tucker core (lokr_t2) is not supported",
 }
-_LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
-_LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
-_WEIGHT_ROLES = frozenset(("down", "up", *_LOHA, *_LOKR))
-# Largest dense delta materialized from factors (LoHa, LoKr, conv LoRA): 2**28 elements,
-# 1 GiB in fp32. The largest real target, a Wan 14B FFN weight, is 13824 x 5120 = 70.8 M;
-# a file whose factors multiply out to more is malformed (or hostile), not a LoRA.
-_MAX_DENSE = 1 << 28
+_WEIGHT_ROLES = frozenset(("down", "up", *LOHA_ROLES, *LOKR_ROLES))
 
 
 def group_keys(path: str, parsed: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
@@ -99,7 +97,8 @@ class _Payload:
     up: torch.Tensor | None = None
     alpha: float | None = None
     scale: float = 1.0
-    dense: torch.Tensor | None = None  # LoHa / LoKr / conv LoRA, scale applied
+    # LoHa / LoKr (a FactoredDelta, scale inside) or a convolution LoRA (a small dense tensor, scale applied)
+    dense: torch.Tensor | FactoredDelta | None = None
     up_bias: torch.Tensor | None = None  # scale applied
     diff: torch.Tensor | None = None
     diff_b: torch.Tensor | None = None
@@ -111,28 +110,6 @@ class _Payload:
             if w is not None and w.ndim == 2:
                 return int(w.shape[1]), int(w.shape[0])
         return None
-
-
-def _check_dense(path: str, module: str, what: str, shape: tuple[int, ...]) -> None:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    if n > _MAX_DENSE:
-        raise LoRAFormatError(
-            f"{path}: {what} {module!r} multiplies out to shape {tuple(shape)} ({n} elements); "
-            f"no Wan/HunyuanVideo weight is larger than {_MAX_DENSE}"
-        )
-
-
-def _alpha_value(path: str, key: str, t: torch.Tensor) -> float:
-    if t.numel() != 1:
-        raise LoRAFormatError(f"{path}: alpha {key!r} has shape {tuple(t.shape)}; expected a single number")
-    return float(t.reshape(()).item())
-
-
-def _need_2d(path: str, key: str, t: torch.Tensor) -> None:
-    if t.ndim != 2:
-        raise LoRAFormatError(f"{path}: {key!r} has shape {tuple(t.shape)}; expected a matrix")
 
 
 def _lora(path: str, p: _Payload, roles: dict[str, str], tensors, peft: PeftConfig | None) -> None:
@@ -156,10 +133,10 @@ def _lora(path: str, p: _Payload, roles: dict[str, str], tensors, peft: PeftConf
     if rank == 0:
         raise LoRAFormatError(f"{path}: LoRA {p.module!r} has rank 0")
     if "alpha" in roles:
-        alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]])
+        alpha = alpha_value(path, roles["alpha"], tensors[roles["alpha"]])
         rslora = bool(peft and peft.use_rslora)
     elif peft is not None:
-        alpha = peft.alpha_for(p.target.paths[0] if len(p.target.paths) == 1 else p.module)
+        alpha = peft.alpha_for(p.module, *p.target.paths)
         rslora = peft.use_rslora
     else:
         alpha, rslora = None, False
@@ -171,7 +148,7 @@ def _lora(path: str, p: _Payload, roles: dict[str, str], tensors, peft: PeftConf
         # delta is small (Wan 14B: 5120 x 16 x 1 x 2 x 2), so it is materialized exactly.
         if any(s != 1 for s in up.shape[2:]):
             raise LoRAFormatError(f"{path}: convolution LoRA {p.module!r} with a spatial up kernel is not supported")
-        _check_dense(path, p.module, "convolution LoRA", (up.shape[0], *down.shape[1:]))
+        check_dense(path, p.module, "convolution LoRA", (up.shape[0], *down.shape[1:]))
         dense = up.flatten(1).float() @ down.flatten(1).float()
         p.dense = p.scale * dense.reshape(up.shape[0], *down.shape[1:])
     if "up_bias" in roles:
@@ -179,59 +156,14 @@ def _lora(path: str, p: _Payload, roles: dict[str, str], tensors, peft: PeftConf
         p.up_bias = p.scale * tensors[roles["up_bias"]].float()
 
 
-def _loha(path: str, p: _Payload, roles: dict[str, str], tensors) -> None:
-    missing = [r for r in _LOHA if r not in roles]
-    if missing:
-        raise LoRAFormatError(f"{path}: LoHa module {p.module!r} lacks {', '.join(missing)}")
-    w1a, w1b, w2a, w2b = (tensors[roles[r]].float() for r in _LOHA)
-    for r, t in zip(_LOHA, (w1a, w1b, w2a, w2b)):
-        _need_2d(path, roles[r], t)
-    if w1a.shape[1] != w1b.shape[0] or w2a.shape[1] != w2b.shape[0]:
-        raise LoRAFormatError(f"{path}: LoHa {p.module!r}: rank mismatch between hada_w*_a and hada_w*_b")
-    if (w1a.shape[0], w1b.shape[1]) != (w2a.shape[0], w2b.shape[1]):
-        raise LoRAFormatError(f"{path}: LoHa {p.module!r}: the two Hadamard factors have different shapes")
-    _check_dense(path, p.module, "LoHa", (w1a.shape[0], w1b.shape[1]))
-    alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]]) if "alpha" in roles else None
-    p.alpha, p.scale = alpha, scale_for(alpha, int(w1b.shape[0]))
-    p.dense = p.scale * ((w1a @ w1b) * (w2a @ w2b))
-
-
-def _lokr_factor(path: str, p: _Payload, roles: dict[str, str], tensors, n: str) -> tuple[torch.Tensor, int | None]:
-    full, a, b = f"lokr_w{n}", f"lokr_w{n}_a", f"lokr_w{n}_b"
-    if full in roles:
-        t = tensors[roles[full]].float()
-        _need_2d(path, roles[full], t)
-        return t, None
-    if a in roles and b in roles:
-        ta, tb = tensors[roles[a]].float(), tensors[roles[b]].float()
-        _need_2d(path, roles[a], ta)
-        _need_2d(path, roles[b], tb)
-        if ta.shape[1] != tb.shape[0]:
-            raise LoRAFormatError(f"{path}: LoKr {p.module!r}: {a} and {b} have different ranks")
-        _check_dense(path, p.module, f"LoKr factor w{n} of", (ta.shape[0], tb.shape[1]))
-        return ta @ tb, int(tb.shape[0])
-    raise LoRAFormatError(f"{path}: LoKr module {p.module!r} lacks {full} (or {a} + {b})")
-
-
-def _lokr(path: str, p: _Payload, roles: dict[str, str], tensors) -> None:
-    w1, r1 = _lokr_factor(path, p, roles, tensors, "1")
-    w2, r2 = _lokr_factor(path, p, roles, tensors, "2")
-    # alpha / r applies only when a factor is low-rank; r is w2's rank when w2 is
-    # factored, else w1's (LyCORIS / ComfyUI lokr.py); two full factors mean scale 1.
-    _check_dense(path, p.module, "LoKr", (w1.shape[0] * w2.shape[0], w1.shape[1] * w2.shape[1]))
-    rank = r2 if r2 is not None else r1
-    alpha = _alpha_value(path, roles["alpha"], tensors[roles["alpha"]]) if "alpha" in roles else None
-    p.alpha = alpha
-    p.scale = 1.0 if rank is None else scale_for(alpha, rank)
-    p.dense = p.scale * torch.kron(w1, w2)
-
-
 def _payload(path: str, module: str, target: Target, roles: dict[str, str], tensors, peft) -> _Payload:
     p = _Payload(module, target, tuple(roles.values()))
-    if any(r in roles for r in _LOHA):
-        _loha(path, p, roles, tensors)
-    elif any(r in roles for r in _LOKR):
-        _lokr(path, p, roles, tensors)
+    if any(r in roles for r in LOHA_ROLES):
+        p.dense, p.alpha = loha_delta(path, module, roles, tensors)
+        p.scale = p.dense.scale
+    elif any(r in roles for r in LOKR_ROLES):
+        p.dense, p.alpha = lokr_delta(path, module, roles, tensors)
+        p.scale = p.dense.scale
     elif "down" in roles or "up" in roles:
         _lora(path, p, roles, tensors, peft)
     elif "up_bias" in roles:
@@ -294,6 +226,8 @@ def _cut(path: str, t: torch.Tensor, p: _Payload, width: int, what: str) -> list
         if rows % 2:
             raise LoRAFormatError(f"{path}: {what} of {p.module!r} has {rows} rows; expected an even number (shift, scale)")
         half = rows // 2
+        if isinstance(t, FactoredDelta):
+            return [t.swap_halves()]
         return [torch.cat([t[half:], t[:half]])]
     if split == "equal":
         if rows % n:
@@ -305,6 +239,9 @@ def _cut(path: str, t: torch.Tensor, p: _Payload, width: int, what: str) -> list
                 f"{path}: {what} of fused {p.module!r} has {rows} rows; expected 3 x width ({width}) + MLP rows"
             )
         sizes = [width, width, width, rows - 3 * width]
+    if isinstance(t, FactoredDelta):
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return [t.rows(s, s + n) for s, n in zip(starts, sizes)]
     return [piece.contiguous() for piece in torch.split(t, sizes, dim=0)]
 
 

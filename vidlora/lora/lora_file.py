@@ -84,6 +84,9 @@ class LoRAFile:
         (``blocks.0.norm2.weight`` from a ``diff``; ``blocks.0.attn1.to_q.bias`` from a
         ``diff_b`` or ``lora_B.bias``; ``blocks.0.scale_shift_table`` from a ``diff_m``;
         ``patch_embedding.weight``; ...). Strength multiplies them; alpha never does.
+        A LyCORIS LoHa / LoKr module's weight delta is a
+        :class:`~vidlora.lora.factored.FactoredDelta`: tensor-like (``shape``, ``numel()``,
+        ``delta @ x``, ``to_dense()``) but holding only the file's factors, its scale inside.
     experts: only for files that carry both Wan 2.2 A14B experts in one file (ai-toolkit
         ``transformer_1.`` / ``transformer_2.``): {"high": LoRAFile, "low": LoRAFile};
         the top-level modules/deltas are then empty.
@@ -105,6 +108,8 @@ class LoRAFile:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     dtype: torch.dtype | None = None
     size_bytes: int = 0
+    # other families (spec names) whose names read this file identically: it fits their models too
+    alternatives: tuple[str, ...] = ()
     _sha256: str | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vidlora.errors import LoRAMismatchError
-from vidlora.model import Inventory, describe, family_label
+from vidlora.model import FamilySpec, Inventory, describe, family_label, spec_for_arch
 
 from .lora_file import LoRAFile, LowRank
 
@@ -60,6 +60,21 @@ def _variant_warnings(lora: LoRAFile, inv: Inventory) -> list[str]:
     return out
 
 
+def _foreign_groups(theirs: FamilySpec, spec: FamilySpec, names: list[str]) -> str:
+    """"LoRA carries 16 vace_blocks entries (Wan VACE)" for unmatched names in block groups
+    the LoRA's family has and the model's lacks; "" when there are none."""
+    mine = {g.path for g in spec.groups}
+    counts: dict[str, int] = {}
+    for name in names:
+        split = theirs.split_block(name.split(" (from ", 1)[0])
+        if split is not None and split[0].path not in mine:
+            counts[split[0].path] = counts.get(split[0].path, 0) + 1
+    if not counts:
+        return ""
+    listed = ", ".join(f"{n} {group} entries" for group, n in counts.items())
+    return f"LoRA carries {listed} ({theirs.label})"
+
+
 def match_lora(lora: LoRAFile, inv: Inventory, strict: bool = True) -> MatchReport:
     """Check ``lora`` against the model ``inv`` describes; see the module docstring."""
     if lora.experts:
@@ -67,13 +82,22 @@ def match_lora(lora: LoRAFile, inv: Inventory, strict: bool = True) -> MatchRepo
             f"{lora.name}: holds both Wan 2.2 experts ({', '.join(sorted(lora.experts))}); match each part "
             "(lora.experts['high'] / ['low']) against its own transformer"
         )
-    if lora.arch != inv.arch or (lora.width and lora.width != inv.width):
+    theirs, spec = spec_for_arch(lora.arch), inv.spec
+    readings = [theirs] + [spec_for_arch(a) for a in lora.alternatives]
+    same = next((s for s in readings if s.lineage == spec.lineage), None)
+    if same is not None:
+        theirs = same
+    if theirs.lineage != spec.lineage:
+        raise LoRAMismatchError(
+            f"{lora.name}: LoRA targets {family_label(lora.family)} (width {lora.width}, {theirs.fingerprint}); "
+            f"the model is {family_label(inv.family)} ({inv.width})"
+        )
+    if lora.width and lora.width != inv.width:
         raise LoRAMismatchError(
             f"{lora.name}: LoRA targets {family_label(lora.family)} (in_features {lora.width}); "
             f"the model is {family_label(inv.family)} ({inv.width})"
         )
     report = MatchReport(skipped=list(lora.ignored))
-    spec = inv.spec
     harmless_image = bool(spec.top_image or any(g.image for g in spec.groups)) and not _has_image_branch(inv)
     unmatched: list[str] = []
     bad_shapes: list[str] = []
@@ -86,6 +110,11 @@ def match_lora(lora: LoRAFile, inv: Inventory, strict: bool = True) -> MatchRepo
 
     for path, low in lora.modules.items():
         info = inv.linears.get(path)
+        if info is None and f"{path}.weight" in inv.params:
+            raise LoRAMismatchError(
+                f"{lora.name}: {path} is not an nn.Linear in {describe(inv)} (its weight has shape "
+                f"{inv.params[path + '.weight']}): vidlora puts LoRAs on nn.Linear modules only"
+            )
         if info is None:
             unknown(path, low.source_keys[0] if low.source_keys else "")
         elif (low.in_features, low.out_features) != (info.in_features, info.out_features):
@@ -111,6 +140,9 @@ def match_lora(lora: LoRAFile, inv: Inventory, strict: bool = True) -> MatchRepo
     if unmatched:
         what = "LoRA entry maps" if len(unmatched) == 1 else "LoRA entries map"
         msg = f"{lora.name}: {len(unmatched)} {what} to nothing in {describe(inv)}: {_listing(unmatched)}"
+        foreign = _foreign_groups(theirs, spec, unmatched)
+        if foreign:
+            msg = f"{lora.name}: {foreign}; the model is {describe(inv)} without them. " + msg[len(lora.name) + 2 :]
         if strict:
             raise LoRAMismatchError(msg + " (strict=False skips them with a warning)")
         n_used = len(report.linears) + len(report.deltas)

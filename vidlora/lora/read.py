@@ -21,6 +21,7 @@ from vidlora.model import spec_for_arch
 
 from .keys import FLOAT_ROLES, is_text_encoder_key, split_role
 from .lora_file import LoRAFile
+from .lycoris import unused_alpha_keys
 from .metadata import trigger_words
 from .readers import ReadResult, pick_reader
 from .safetensors_file import RawFile, read_safetensors
@@ -47,6 +48,7 @@ def _resolve_source(source: str | os.PathLike) -> tuple[str, tuple[str, ...]]:
 
 
 def _check_tensors(raw: RawFile) -> None:
+    unused = unused_alpha_keys(raw.tensors)
     for key, t in raw.tensors.items():
         if is_text_encoder_key(key):
             continue
@@ -62,6 +64,8 @@ def _check_tensors(raw: RawFile) -> None:
         if t.is_floating_point() and t.element_size() > 1 and bool(torch.isfinite(t.sum(dtype=torch.float32))):
             continue
         finite = torch.isfinite(t if t.is_floating_point() and t.element_size() > 1 else t.float())
+        if key in unused and t.numel() == 1 and float(t.reshape(()).float()) == float("inf"):
+            continue  # ai-toolkit's full-rank LoKr alpha (9999999999 -> fp16 inf): never used (lycoris.py)
         if not bool(finite.all()):
             bad = int((~finite).sum())
             raise LoRAFormatError(f"{raw.path}: tensor {key!r} contains NaN or Inf ({bad} of {t.numel()} values)")
@@ -95,6 +99,7 @@ def _to_lora_file(raw: RawFile, result: ReadResult, words: list[str], dtype) -> 
         ignored=list(result.ignored),
         dtype=dtype,
         size_bytes=raw.size_bytes,
+        alternatives=tuple(result.alternatives),
     )
 
 

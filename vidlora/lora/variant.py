@@ -62,6 +62,9 @@ def _metadata(metadata: dict[str, str], spec: FamilySpec) -> list[Signal]:
         # musubi writes wan2.1/lora for Wan 2.2 too: only a 2.2 here is a version signal.
         arch_sig = _from_model_name(metadata["modelspec.architecture"], "modelspec.architecture", spec)
         out += [s for s in arch_sig if s[0] != "version" or s[1] == "2.2"]
+    if spec.expert_families and metadata.get("vidlora.expert") in ("high", "low"):
+        # written by vidlora's tools when they write one expert's part
+        out.append(("expert", metadata["vidlora.expert"], f"vidlora.expert = {metadata['vidlora.expert']!r}"))
     rng = metadata.get("modelspec.timestep_range", "")
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*", rng)
     if spec.expert_families and m:

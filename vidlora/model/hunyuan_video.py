@@ -22,28 +22,33 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .cp_plans import HUNYUAN_CP
 from .names import BlockGroup, NameTable
-from .spec import FamilySpec, GroupLayout, Signal
+from .spec import FamilySpec, GroupLayout, Signal, lycoris_label
 
-__all__ = ["HUNYUAN_VIDEO", "HUNYUAN_NAMES"]
+__all__ = [
+    "HUNYUAN_VIDEO", "HUNYUAN_NAMES", "spellings", "REFINER_NAMES", "DOUBLE_LINEARS", "SINGLE_LINEARS", "QKV", "ADD_QKV",
+    "HUNYUAN_BASE_CONFIG", "HUNYUAN_TOP", "ORIGINAL_HINT", "DIFFUSERS_HINT", "hunyuan_scheme_label", "REFINER_PATH",
+    "REFINER_ORIGINAL", "DOUBLE_LAYOUT", "SINGLE_LAYOUT", "REFINER_LAYOUT",
+]
 
-_QKV = ("attn.to_q", "attn.to_k", "attn.to_v")
-_ADD_QKV = ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")
+QKV = ("attn.to_q", "attn.to_k", "attn.to_v")
+ADD_QKV = ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")
 _LINEAR1 = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
 
 
-def _spellings(*rows: tuple[tuple[str, ...], object]) -> dict:
+def spellings(*rows: tuple[tuple[str, ...], object]) -> dict:
     """{spelling: destination} for rows of (spellings, destination)."""
     return {name: dst for names, dst in rows for name in names}
 
 
-_DOUBLE = _spellings(
-    (("img_attn_qkv", "img_attn.qkv"), (_QKV, "equal")),
+_DOUBLE = spellings(
+    (("img_attn_qkv", "img_attn.qkv"), (QKV, "equal")),
     (("img_attn_proj", "img_attn.proj"), "attn.to_out.0"),
     (("img_mlp.fc1", "img_mlp.0"), "ff.net.0.proj"),
     (("img_mlp.fc2", "img_mlp.2"), "ff.net.2"),
     (("img_mod.linear", "img_mod.lin"), "norm1.linear"),
-    (("txt_attn_qkv", "txt_attn.qkv"), (_ADD_QKV, "equal")),
+    (("txt_attn_qkv", "txt_attn.qkv"), (ADD_QKV, "equal")),
     (("txt_attn_proj", "txt_attn.proj"), "attn.to_add_out"),
     (("txt_mlp.fc1", "txt_mlp.0"), "ff_context.net.0.proj"),
     (("txt_mlp.fc2", "txt_mlp.2"), "ff_context.net.2"),
@@ -53,15 +58,15 @@ _DOUBLE = _spellings(
     (("txt_attn_q_norm", "txt_attn.norm.query_norm"), "attn.norm_added_q"),
     (("txt_attn_k_norm", "txt_attn.norm.key_norm"), "attn.norm_added_k"),
 )
-_SINGLE = _spellings(
+_SINGLE = spellings(
     (("linear1",), (_LINEAR1, "linear1")),
     (("linear2",), "proj_out"),
     (("modulation.linear", "modulation.lin"), "norm.linear"),
     (("q_norm", "norm.query_norm"), "attn.norm_q"),
     (("k_norm", "norm.key_norm"), "attn.norm_k"),
 )
-_REFINER = _spellings(
-    (("self_attn_qkv", "self_attn.qkv"), (_QKV, "equal")),
+REFINER_NAMES = spellings(
+    (("self_attn_qkv", "self_attn.qkv"), (QKV, "equal")),
     (("self_attn_proj", "self_attn.proj"), "attn.to_out.0"),
     (("mlp.fc1", "mlp.0"), "ff.net.0.proj"),
     (("mlp.fc2", "mlp.2"), "ff.net.2"),
@@ -69,7 +74,7 @@ _REFINER = _spellings(
     (("norm1",), "norm1"),
     (("norm2",), "norm2"),
 )
-_TOP = _spellings(
+HUNYUAN_TOP = spellings(
     (("final_layer.linear",), "proj_out"),
     (("final_layer.adaLN_modulation.1",), (("norm_out.linear",), "swap")),
     (("img_in.proj",), "x_embedder.proj"),
@@ -86,14 +91,15 @@ _TOP = _spellings(
     (("txt_in.c_embedder.linear_2", "txt_in.c_embedder.out_layer"), "context_embedder.time_text_embed.text_embedder.linear_2"),
 )
 
+REFINER_PATH = "context_embedder.token_refiner.refiner_blocks"
+REFINER_ORIGINAL = "txt_in.individual_token_refiner.blocks"
 HUNYUAN_NAMES = NameTable(
     groups=(
         BlockGroup(path="transformer_blocks", original="double_blocks", names=_DOUBLE),
         BlockGroup(path="single_transformer_blocks", original="single_blocks", names=_SINGLE),
-        BlockGroup(path="context_embedder.token_refiner.refiner_blocks", original="txt_in.individual_token_refiner.blocks",
-                   names=_REFINER),  # fmt: skip
+        BlockGroup(path=REFINER_PATH, original=REFINER_ORIGINAL, names=REFINER_NAMES),
     ),
-    top=_TOP,
+    top=HUNYUAN_TOP,
 )
 
 # Tencent / ComfyUI naming (double_blocks / single_blocks / final_layer / ...), and the
@@ -111,10 +117,17 @@ DIFFUSERS_HINT = (
 _COMFY = re.compile(COMFY_HINT)
 
 
-def _scheme_label(kind: str, keys: list[str], modules: list[str], prefixes: set[str]) -> str:
+def hunyuan_scheme_label(kind: str, keys: list[str], modules: list[str], prefixes: set[str]) -> str:
     """Scheme ids of lora-formats.md §3.4 for a HunyuanVideo file read by reader ``kind``."""
+    label = _base_label(kind, keys, modules)
+    lycoris = lycoris_label(keys)
+    return f"{label}, {lycoris}" if lycoris else label
+
+
+def _base_label(kind: str, keys: list[str], modules: list[str]) -> str:
     if kind == "original":
-        tensors = "lora_down/lora_up" if any(".lora_down." in k for k in keys) else "lora_A/lora_B"
+        tensors = "lora_down/lora_up" if any(".lora_down." in k for k in keys) else (
+            "lora_A/lora_B" if any(".lora_A" in k for k in keys) else "LyCORIS factors")
         if any(_COMFY.match(m) for m in modules):
             return f"H4 (ComfyUI native Hunyuan names, {tensors})"
         return f"H1 (Tencent Hunyuan names, {tensors})"
@@ -130,12 +143,12 @@ def _scheme_label(kind: str, keys: list[str], modules: list[str], prefixes: set[
         return "H6 (OneTrainer legacy lora_transformer_ names)"
     return f"HunyuanVideo {kind} names"
 
-_DOUBLE_LINEARS = (
+DOUBLE_LINEARS = (
     "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj",
     "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "norm1.linear",
     "norm1_context.linear",
 )  # fmt: skip
-_SINGLE_LINEARS = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out", "norm.linear")
+SINGLE_LINEARS = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out", "norm.linear")
 
 
 def _task_version(config: Any, width: int) -> tuple[str | None, str | None]:
@@ -150,7 +163,26 @@ def _lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
     return []
 
 
-_COMMON: dict[str, Any] = dict(
+DOUBLE_LAYOUT = GroupLayout(
+    path="transformer_blocks",
+    patched=DOUBLE_LINEARS,
+    kinds=(("attn.", "self-attn"), ("ff.", "ffn"), ("ff_context.", "ffn")),
+    width_in=("attn.to_q", "attn.add_q_proj", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj",
+              "ff_context.net.0.proj", "norm1.linear", "norm1_context.linear"),  # fmt: skip
+    width_out=("ff.net.2", "ff_context.net.2"),
+    width_params=("attn.to_out.0.bias",),
+)
+SINGLE_LAYOUT = GroupLayout(
+    path="single_transformer_blocks",
+    patched=SINGLE_LINEARS,
+    kinds=(("attn.", "self-attn"), ("proj_mlp", "ffn")),
+    width_in=("attn.to_q", "norm.linear"),
+    width_out=("proj_out",),
+    width_params=("proj_out.bias",),
+)
+REFINER_LAYOUT = GroupLayout(path=REFINER_PATH, counted=False)
+
+HUNYUAN_BASE_CONFIG: dict[str, Any] = dict(
     _class_name="HunyuanVideoTransformer3DModel", in_channels=16, out_channels=16, num_attention_heads=24,
     attention_head_dim=128, num_layers=20, num_single_layers=40, num_refiner_layers=2, mlp_ratio=4.0, patch_size=2,
     patch_size_t=1, qk_norm="rms_norm", guidance_embeds=True, text_embed_dim=4096, pooled_projection_dim=768,
@@ -162,34 +194,15 @@ HUNYUAN_VIDEO = FamilySpec(
     label="HunyuanVideo",
     classes=("HunyuanVideoTransformer3DModel",),
     names=HUNYUAN_NAMES,
-    groups=(
-        GroupLayout(
-            path="transformer_blocks",
-            patched=_DOUBLE_LINEARS,
-            kinds=(("attn.", "self-attn"), ("ff.", "ffn"), ("ff_context.", "ffn")),
-            width_in=("attn.to_q", "attn.add_q_proj", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj",
-                      "ff_context.net.0.proj", "norm1.linear", "norm1_context.linear"),  # fmt: skip
-            width_out=("ff.net.2", "ff_context.net.2"),
-            width_params=("attn.to_out.0.bias",),
-        ),
-        GroupLayout(
-            path="single_transformer_blocks",
-            patched=_SINGLE_LINEARS,
-            kinds=(("attn.", "self-attn"), ("proj_mlp", "ffn")),
-            width_in=("attn.to_q", "norm.linear"),
-            width_out=("proj_out",),
-            width_params=("proj_out.bias",),
-        ),
-        GroupLayout(path="context_embedder.token_refiner.refiner_blocks", counted=False),
-    ),
+    groups=(DOUBLE_LAYOUT, SINGLE_LAYOUT, REFINER_LAYOUT),
     sizes={3072: ("hunyuan-video", "HunyuanVideo")},
     top_width_in=("proj_out", "norm_out.linear"),
     real_configs={
-        "hunyuan-video-t2v": dict(_COMMON),
+        "hunyuan-video-t2v": dict(HUNYUAN_BASE_CONFIG),
         # hunyuanvideo-community/HunyuanVideo-I2V (token replace, 16 channels) and -33ch
         # (Tencent's first I2V release: 16 noise + 16 image + 1 mask channels, no guidance).
-        "hunyuan-video-i2v": dict(_COMMON, image_condition_type="token_replace"),
-        "hunyuan-video-i2v-33ch": dict(_COMMON, in_channels=33, guidance_embeds=False,
+        "hunyuan-video-i2v": dict(HUNYUAN_BASE_CONFIG, image_condition_type="token_replace"),
+        "hunyuan-video-i2v-33ch": dict(HUNYUAN_BASE_CONFIG, in_channels=33, guidance_embeds=False,
                                        image_condition_type="latent_concat"),  # fmt: skip
     },
     hub_ids={
@@ -201,5 +214,8 @@ HUNYUAN_VIDEO = FamilySpec(
     lora_signals=_lora_signals,
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
-    scheme_label=_scheme_label,
+    comfy_hint=COMFY_HINT,
+    scheme_label=hunyuan_scheme_label,
+    fingerprint="fused img_attn_qkv, single-stream blocks",
+    cp_plans={"HunyuanVideoTransformer3DModel": HUNYUAN_CP},
 )

@@ -118,6 +118,7 @@ class NameTable:
         self._u_top = {k.replace(".", "_"): k for k in (*self.top, *self.top_params, *self.top_owner_params)}
         self._du_inner = {g.path: {n.replace(".", "_"): n for n in g.diffusers_inner} for g in self.groups}
         self._du_top = {n.replace(".", "_"): n for names, _ in self.top.values() for n in names}
+        self._diffusers_top = {n for names, _ in self.top.values() for n in names} | set(self.top_params.values())
 
     @staticmethod
     def _block_re(container: str, sep: str) -> re.Pattern:
@@ -199,6 +200,18 @@ class NameTable:
                 inner = self._du_inner[group.path].get(m.group(2))
                 return None if inner is None else Target((f"{group.path}.{m.group(1)}.{inner}",))
         return Target((self._du_top[name],)) if name in self._du_top else None
+
+    def knows_diffusers(self, name: str) -> bool:
+        """Whether a diffusers module (or parameter) path is one this table knows: a block's
+        inner module / parameter, or a top-level one."""
+        for group in self.groups:
+            prefix = group.path + "."
+            if name.startswith(prefix):
+                index, _, inner = name[len(prefix):].partition(".")
+                if index.isdigit() and (inner in group.diffusers_inner or inner in group.params.values()
+                                        or (not inner and group.owner_param)):
+                    return True  # fmt: skip
+        return name in self._diffusers_top
 
     # ------------------------------------------------------------------ reverse (diffusers -> original)
     def original_of(self, diffusers_path: str) -> str | None:

@@ -18,18 +18,27 @@ Adding a family is one spec module (plus its tiny fixture) registered in ``regis
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .names import NameTable
+from .parallel_plan import CPPlan
 
-__all__ = ["FamilySpec", "GroupLayout", "Fusion", "MODULE_KINDS", "Signal"]
+__all__ = ["FamilySpec", "GroupLayout", "Fusion", "MODULE_KINDS", "Signal", "lycoris_label"]
 
 MODULE_KINDS = ("self-attn", "cross-attn", "image cross-attn", "ffn", "other")
 
 # A variant signal: (field, value, evidence in words), e.g. ("task", "i2v", "36 input channels").
 Signal = tuple[str, str, str]
+
+
+def lycoris_label(keys: list[str]) -> str:
+    """"LyCORIS LoKr" / "LyCORIS LoHa" (both: "LyCORIS LoHa + LoKr") for a file's keys, "" for none:
+    part of every family's scheme labels."""
+    kinds = [name for name, marker in (("LoHa", ".hada_"), ("LoKr", ".lokr_")) if any(marker in k for k in keys)]
+    return "LyCORIS " + " + ".join(kinds) if kinds else ""
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,8 @@ class GroupLayout:
 class FamilySpec:
     """One model family. See the module docstring; each field documents itself."""
 
-    name: str  # "wan" | "hunyuan-video": also the ``arch`` of LoRA files named this way
-    label: str  # "Wan" | "HunyuanVideo"
+    name: str  # "wan" | "hunyuan-video" | "wan-vace" ...: also the ``arch`` of LoRA files named this way
+    label: str  # "Wan" | "HunyuanVideo" | "Wan VACE" ...
     classes: tuple[str, ...]  # diffusers transformer class names this spec covers
     names: NameTable
     groups: tuple[GroupLayout, ...]
@@ -102,10 +111,26 @@ class FamilySpec:
     # (reader kind, keys, module names, dotted key prefixes) -> label.
     original_hint: str | None = None
     diffusers_hint: str | None = None
+    # ComfyUI's own spellings among the original names (Hunyuan ``img_attn.qkv`` for
+    # Tencent's ``img_attn_qkv``): which spelling a ComfyUI-named file is written with.
+    comfy_hint: str | None = None
     scheme_label: Callable[[str, list[str], list[str], set[str]], str] = lambda kind, keys, modules, prefixes: kind
+    # Families whose LoRAs fit each other's models share a lineage (the spec name of the
+    # base family: Wan VACE, SkyReels V2 and Wan Animate are "wan"; FramePack is
+    # "hunyuan-video"); their names are then checked one by one. A LoRA of another lineage
+    # is refused as a whole, naming both sides with their fingerprints.
+    lineage: str = ""
+    fingerprint: str = ""  # what tells this family's LoRAs apart, for errors ("separate img_attn_q/k/v")
+    # pipeline class name -> why a strength schedule cannot be followed there (refused by name)
+    schedule_refused: Mapping[str, str] = field(default_factory=dict)
+    # diffusers class name -> how context parallelism cuts it (parallel_plan.py); a class
+    # not listed has no plan, and vidlora.context_parallel refuses it by name
+    cp_plans: Mapping[str, CPPlan] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("original_hint", "diffusers_hint"):
+        if not self.lineage:
+            object.__setattr__(self, "lineage", self.name)
+        for name in ("original_hint", "diffusers_hint", "comfy_hint"):
             value = getattr(self, name)
             object.__setattr__(self, f"_{name}_re", re.compile(value) if value else None)
 
@@ -113,11 +138,15 @@ class FamilySpec:
         """The module name uses this family's original naming (not shared with diffusers)."""
         return self._original_hint_re is not None and bool(self._original_hint_re.match(module))
 
+    def looks_comfy(self, module: str) -> bool:
+        """The original module name is ComfyUI's spelling (where it has its own)."""
+        return self._comfy_hint_re is not None and bool(self._comfy_hint_re.match(module))
+
     def looks_diffusers(self, module: str) -> bool:
         """The module name uses this family's diffusers naming (not shared with the original)."""
         return self._diffusers_hint_re is not None and bool(self._diffusers_hint_re.match(module))
 
-    @property
+    @functools.cached_property  # asked once per module name by the kohya reader
     def kohya_roots(self) -> tuple[str, ...]:
         """How underscored original names of this family begin (``blocks_``, ``head``...)."""
         roots = [g.original.replace(".", "_") + "_" for g in self.names.groups]

@@ -23,10 +23,15 @@ from typing import Any
 
 from vidlora.errors import LoRAFormatError
 
+from .cp_plans import WAN_CP
 from .names import BlockGroup, NameTable
-from .spec import FamilySpec, Fusion, GroupLayout, Signal
+from .spec import FamilySpec, Fusion, GroupLayout, Signal, lycoris_label
 
-__all__ = ["WAN", "WAN_NAMES", "BLOCK_INNER", "HEAD_DIM", "config_from_original_shapes"]
+__all__ = [
+    "WAN", "WAN_NAMES", "BLOCK_INNER", "HEAD_DIM", "config_from_original_shapes", "BLOCK_LINEARS", "UNDERSCORE_ALIASES",
+    "WAN_TOP", "WAN_TOP_PARAMS", "ORIGINAL_HINT", "DIFFUSERS_HINT", "wan_block_layout", "wan_task_version",
+    "wan_lora_signals", "wan_scheme_label", "WAN_TOP_FACTS", "wan_block_group", "WAN_BASE_CONFIG",
+]
 
 HEAD_DIM = 128  # every released Wan model: 12 x 128 (1.3B), 24 x 128 (5B), 40 x 128 (14B)
 
@@ -53,21 +58,21 @@ BLOCK_INNER: dict[str, str] = {
     "norm2": "norm3",
     "norm3": "norm2",
 }
-_BLOCK_LINEARS = (
+BLOCK_LINEARS = (
     "attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
     "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0", "attn2.add_k_proj", "attn2.add_v_proj",
     "ffn.net.0.proj", "ffn.net.2",
 )  # fmt: skip
 # ai-toolkit's old LyCORIS names are half converted (notes §2.3, W7): diffusers inner names
 # under an original block prefix, and the original attention prefix with diffusers leaves.
-_UNDERSCORE_ALIASES = {
-    **{n.replace(".", "_"): n for n in _BLOCK_LINEARS},
+UNDERSCORE_ALIASES = {
+    **{n.replace(".", "_"): n for n in BLOCK_LINEARS},
     **{f"{orig}_{leaf}": f"{diff}.{leaf.replace('_0', '.0')}"
        for orig, diff in (("self_attn", "attn1"), ("cross_attn", "attn2"))
        for leaf in ("to_q", "to_k", "to_v", "to_out_0")},
 }  # fmt: skip
 
-_TOP: dict[str, str] = {
+WAN_TOP: dict[str, str] = {
     "text_embedding.0": "condition_embedder.text_embedder.linear_1",
     "text_embedding.2": "condition_embedder.text_embedder.linear_2",
     "time_embedding.0": "condition_embedder.time_embedder.linear_1",
@@ -81,15 +86,22 @@ _TOP: dict[str, str] = {
     "patch_embedding": "patch_embedding",
 }
 
+WAN_TOP_PARAMS = {"head.modulation": "scale_shift_table", "img_emb.emb_pos": "condition_embedder.image_embedder.pos_embed"}
+
+
+def wan_block_group(path: str, extra: dict[str, str] | None = None, aliases: dict[str, str] | None = None) -> BlockGroup:
+    """A Wan-style block list (``blocks``, VACE's ``vace_blocks``): same inner names in
+    both namings, ``extra`` original -> diffusers inner names on top."""
+    return BlockGroup(
+        path=path, original=path, names={**BLOCK_INNER, **(extra or {})}, params={"modulation": "scale_shift_table"},
+        owner_param="scale_shift_table", underscore_aliases={**UNDERSCORE_ALIASES, **(aliases or {})},
+    )
+
+
 WAN_NAMES = NameTable(
-    groups=(
-        BlockGroup(
-            path="blocks", original="blocks", names=BLOCK_INNER, params={"modulation": "scale_shift_table"},
-            owner_param="scale_shift_table", underscore_aliases=_UNDERSCORE_ALIASES,
-        ),
-    ),
-    top=_TOP,
-    top_params={"head.modulation": "scale_shift_table", "img_emb.emb_pos": "condition_embedder.image_embedder.pos_embed"},
+    groups=(wan_block_group("blocks"),),
+    top=WAN_TOP,
+    top_params=WAN_TOP_PARAMS,
     top_owner_params={"head": "scale_shift_table"},
 )
 
@@ -103,10 +115,13 @@ ORIGINAL_HINT = (
 DIFFUSERS_HINT = r"^(blocks\.\d+\.(attn1|attn2|ffn\.net|scale_shift_table)|condition_embedder\.|scale_shift_table$)"
 
 
-def _scheme_label(kind: str, keys: list[str], modules: list[str], prefixes: set[str]) -> str:
+def wan_scheme_label(kind: str, keys: list[str], modules: list[str], prefixes: set[str]) -> str:
     """Scheme ids of lora-formats.md §2.3 for a Wan file read by reader ``kind`` (``prefixes``:
     the dotted prefixes its keys carry, "" for none)."""
+    lycoris = lycoris_label(keys)
     if kind == "original":
+        if lycoris:
+            return f"original Wan names, {lycoris}"
         if "base_model.model." in prefixes:
             return "W4b (raw PEFT save, original Wan names)"
         if any(".default." in k for k in keys) or prefixes <= {"", "pipe.dit."} and any(".lora_A." in k for k in keys):
@@ -122,17 +137,13 @@ def _scheme_label(kind: str, keys: list[str], modules: list[str], prefixes: set[
         return "W4 (diffusers/PEFT names)"
     if kind in ("kohya", "kohya-double"):
         label = "W3b (VideoX-Fun lora_unet__ names)" if kind == "kohya-double" else "W3 (kohya/musubi lora_unet_ names)"
-        if any(".hada_" in k for k in keys):
-            return label + ", LoHa"
-        if any(".lokr_" in k for k in keys):
-            return label + ", LoKr"
-        return label
+        return f"{label}, {lycoris}" if lycoris else label
     if kind == "lycoris-old":
-        return "W7 (ai-toolkit old LyCORIS lycoris_ names)"
+        return "W7 (ai-toolkit old LyCORIS lycoris_ names)" + (f", {lycoris}" if lycoris else "")
     return f"Wan {kind} names"
 
 
-def _task_version(config: Any, width: int) -> tuple[str | None, str | None]:
+def wan_task_version(config: Any, width: int) -> tuple[str | None, str | None]:
     get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
     image_dim, in_channels = get("image_dim", None), get("in_channels", None)
     # Wan 2.1 I2V/FLF2V keep the CLIP image branch; Wan 2.2 I2V-A14B dropped it but still
@@ -148,7 +159,7 @@ def _task_version(config: Any, width: int) -> tuple[str | None, str | None]:
     return task, version
 
 
-def _lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
+def wan_lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
     signals: list[Signal] = []
     image = [n for n in names if WAN.is_image_branch(n)]
     if image:
@@ -169,39 +180,52 @@ def _lora_signals(names: list[str], deltas, width: int) -> list[Signal]:
     return signals
 
 
+def wan_block_layout(path: str, patched: tuple[str, ...] = (), width_in: tuple[str, ...] = (), **kw) -> GroupLayout:
+    """The GroupLayout of a Wan-style block list: its 10 (12 with the image branch) Linears
+    patched, q/k/v, k/v and image k/v fused, kinds and width rules; ``patched`` /
+    ``width_in`` add inner Linears (VACE's proj_in / proj_out)."""
+    return GroupLayout(
+        path=path,
+        patched=BLOCK_LINEARS + patched,
+        fusions=(
+            Fusion("attn1", "to_qkv", ("to_q", "to_k", "to_v"), cross=False),
+            Fusion("attn2", "to_kv", ("to_k", "to_v"), cross=True),
+            Fusion("attn2", "to_added_kv", ("add_k_proj", "add_v_proj"), cross=True),
+        ),
+        kinds=(("attn1.", "self-attn"), ("attn2.", "cross-attn"), ("ffn.", "ffn")),
+        width_in=(*BLOCK_LINEARS[:-1], *width_in),
+        width_out=("ffn.net.2",),
+        width_params=("scale_shift_table", "norm2.weight", "norm2.bias", "attn1.norm_q.weight", "attn1.norm_k.weight"),
+        image=("attn2.add_k_proj", "attn2.add_v_proj", "attn2.norm_added_k"),
+        **kw,
+    )
+
+
+# The top-level facts every Wan-derived spec shares (FamilySpec keyword arguments).
+WAN_TOP_FACTS: dict[str, Any] = dict(
+    top_width_in=("proj_out", "condition_embedder.time_proj", "condition_embedder.text_embedder.linear_2"),
+    top_width_out=("condition_embedder.text_embedder.linear_1",),
+    top_width_params=("scale_shift_table",),
+    top_image=("condition_embedder.image_embedder",),
+)
+
 _COMMON: dict[str, Any] = dict(
     _class_name="WanTransformer3DModel", patch_size=[1, 2, 2], attention_head_dim=128, in_channels=16,
     out_channels=16, text_dim=4096, freq_dim=256, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
     image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=1024,
 )  # fmt: skip
 _14B = dict(_COMMON, num_attention_heads=40, num_layers=40, ffn_dim=13824)
+# the constructor arguments every released Wan-derived transformer shares (no class name)
+WAN_BASE_CONFIG: dict[str, Any] = {k: v for k, v in _COMMON.items() if k != "_class_name"}
 
 WAN = FamilySpec(
     name="wan",
     label="Wan",
     classes=("WanTransformer3DModel",),
     names=WAN_NAMES,
-    groups=(
-        GroupLayout(
-            path="blocks",
-            patched=_BLOCK_LINEARS,
-            fusions=(
-                Fusion("attn1", "to_qkv", ("to_q", "to_k", "to_v"), cross=False),
-                Fusion("attn2", "to_kv", ("to_k", "to_v"), cross=True),
-                Fusion("attn2", "to_added_kv", ("add_k_proj", "add_v_proj"), cross=True),
-            ),
-            kinds=(("attn1.", "self-attn"), ("attn2.", "cross-attn"), ("ffn.", "ffn")),
-            width_in=(*_BLOCK_LINEARS[:-1],),
-            width_out=("ffn.net.2",),
-            width_params=("scale_shift_table", "norm2.weight", "norm2.bias", "attn1.norm_q.weight", "attn1.norm_k.weight"),
-            image=("attn2.add_k_proj", "attn2.add_v_proj", "attn2.norm_added_k"),
-        ),
-    ),
+    groups=(wan_block_layout("blocks"),),
     sizes={1536: ("wan-1.3b", "Wan 1.3B"), 3072: ("wan-5b", "Wan 5B"), 5120: ("wan-14b", "Wan 14B")},
-    top_width_in=("proj_out", "condition_embedder.time_proj", "condition_embedder.text_embedder.linear_2"),
-    top_width_out=("condition_embedder.text_embedder.linear_1",),
-    top_width_params=("scale_shift_table",),
-    top_image=("condition_embedder.image_embedder",),
+    **WAN_TOP_FACTS,
     fused_processors=("WanAttnProcessor", "WanAttnProcessor2_0"),
     real_configs={
         "wan2.1-t2v-1.3b": dict(_COMMON, num_attention_heads=12, num_layers=30, ffn_dim=8960),
@@ -222,12 +246,14 @@ WAN = FamilySpec(
         "Wan-AI/Wan2.2-T2V-A14B-Diffusers": "wan2.2-t2v-a14b",
         "Wan-AI/Wan2.2-I2V-A14B-Diffusers": "wan2.2-i2v-a14b",
     },
-    task_version=_task_version,
-    lora_signals=_lora_signals,
+    task_version=wan_task_version,
+    lora_signals=wan_lora_signals,
     expert_families=("wan-14b",),
     original_hint=ORIGINAL_HINT,
     diffusers_hint=DIFFUSERS_HINT,
-    scheme_label=_scheme_label,
+    scheme_label=wan_scheme_label,
+    fingerprint="blocks.N self_attn / cross_attn / ffn",
+    cp_plans={"WanTransformer3DModel": WAN_CP},
 )
 
 

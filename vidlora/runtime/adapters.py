@@ -21,15 +21,21 @@ What each call costs (DESIGN.md):
   put back bit for bit by ``remove``/``detach``.
 
 ``blocks=`` limits an adapter to some transformer blocks, numbered as the family's spec
-counts them: Wan's ``blocks``; HunyuanVideo's double-stream blocks first, then the
-single-stream ones (0-19 double, 20-59 single on the real model). Parts of a LoRA outside
-the blocks (embedders, head, patch embedding) are kept.
+counts them: Wan's (and SkyReels V2's, Wan Animate's) ``blocks``; Wan VACE's ``blocks``
+first, then its ``vace_blocks`` (VACE 14B: 0-39 the blocks, 40-47 vace_blocks 0-7; 1.3B:
+0-29, then 30-44); HunyuanVideo's (and FramePack's) double-stream blocks first, then the
+single-stream ones (0-19 double, 20-59 single on the real model); HunyuanVideo 1.5's 54
+double-stream blocks. Parts of a LoRA outside the blocks (embedders, head, patch
+embedding, Wan Animate's face adapter) are kept.
 
 Strength schedules (a list spread over the steps, or a callable(step, n_steps)) are
 evaluated by a forward pre-hook on each transformer that reads the step from the
 pipeline's scheduler; with a bare transformer, drive them with :meth:`Adapters.set_step`.
 The hook sits on the top-level transformer, outside regionally compiled blocks; it writes
-tensor values only, so schedules cause no recompilation.
+tensor values only, so schedules cause no recompilation. FramePack samples section by
+section, each a full run of its scheduler: a schedule restarts in every section (step i of
+the section's steps). SkyReels V2 Diffusion Forcing pipelines denoise frames at different
+noise levels in one call: schedules are refused there by name (constant strengths work).
 
 Not thread-safe: change adapters from one thread, between forwards.
 """
@@ -44,10 +50,12 @@ from torch import nn
 
 from vidlora.errors import VidloraError
 from vidlora.lora import LoRAFile, read_lora
+from vidlora.lora.factored import FactoredDelta
 
+from . import kernel_paths
 from .deltas import DeltaTable
 from .fp8 import normalize_fp8_mode
-from .offload import pinned_copies
+from .offload import group_offloaded, pinned_copies
 from .patching import PatchedModel, find_transformers
 from .plan import InstallPlan, check_blocks, make_plan
 from .report import Report, model_summary
@@ -119,6 +127,20 @@ def _check_device(device):
     return device
 
 
+def _piece_rank(piece) -> int:
+    src = piece[1]
+    return src.lora_rank if isinstance(src, FactoredDelta) else int(src.shape[0])
+
+
+def _expand(piece, dtype: torch.dtype):
+    """A stack piece; a LoHa / LoKr's exact LoRA form is formed here, one unit at a time."""
+    path, src, up, scale = piece
+    if isinstance(src, FactoredDelta):
+        down, up = src.low_rank(dtype=torch.float32)
+        return path, down.to(dtype), up.to(dtype), scale
+    return piece
+
+
 class Adapters:
     """The handle returned by :func:`attach` (see the module docstring)."""
 
@@ -168,7 +190,7 @@ class Adapters:
             raise VidloraError(f"adapter name must be a non-empty string; got {name!r}")
         if name in self._adapters:
             raise VidloraError(f"an adapter named {name!r} is already added; pass name= to add this one under another name")
-        strength = check_weight(weight, f"weight of {name!r}")
+        strength = self._check_schedule(check_weight(weight, f"weight of {name!r}"))
         adapter = _Adapter(name=name, source=str(getattr(source, "path", source)), lora=lora, strength=strength)
         adapter.blocks = check_blocks(blocks, self._patched)
         plan = make_plan(lora, name, self._patched, blocks=adapter.blocks, expert=expert, strict=strict)
@@ -180,28 +202,49 @@ class Adapters:
     @torch.no_grad()
     def _install(self, adapter: _Adapter, plan: InstallPlan) -> None:
         new_units: list[tuple[PatchedModel, str]] = []
+
+        def unit_for(pm: PatchedModel, path: str) -> LoRALinear:
+            unit = pm.unit_of(path)
+            if unit is None:
+                unit = pm.patch_linear(path)
+                new_units.append((pm, path))
+            return unit
+
+        def touched(pm: PatchedModel, unit: LoRALinear) -> None:
+            if not any(u is unit for _, u in adapter.units):
+                adapter.units.append((pm.key, unit))
+
         try:
             for mp in plan.models:
                 pm = mp.pm
                 by_unit: dict[int, tuple[LoRALinear, list]] = {}
                 for path, lr in mp.linears.items():
-                    unit = pm.unit_of(path)
-                    if unit is None:
-                        unit = pm.patch_linear(path)
-                        new_units.append((pm, path))
+                    unit = unit_for(pm, path)
                     by_unit.setdefault(id(unit), (unit, []))[1].append((path, lr.down, lr.up, lr.scale))
+                for path, delta in mp.factored_ranks.items():  # formed per unit below, not all at once
+                    unit = unit_for(pm, path)
+                    by_unit.setdefault(id(unit), (unit, []))[1].append((path, delta, None, delta.scale))
                 if pinned_copies(pm.model):
                     grow = [u.unit_name for u, pieces in by_unit.values()
-                            if u.stack.needs_growth(sum(p[1].shape[0] for p in pieces))]  # fmt: skip
+                            if u.stack.needs_growth(sum(_piece_rank(p) for p in pieces))]  # fmt: skip
                     if grow:
                         raise VidloraError(
                             f"{adapter.name} needs larger rank stacks on {len(grow)} units (e.g. {grow[0]}), which "
                             "group offloading with use_stream=True would silently undo (it restores tensors from "
                             "copies made at setup); add adapters before enabling offloading"
                         )
+                if mp.kron and group_offloaded(pm.model):
+                    raise VidloraError(
+                        f"{adapter.name} holds full-rank LoKr modules (Kronecker side terms), whose small tensors "
+                        "group offloading set up earlier would not move; add adapters before enabling offloading"
+                    )
                 for unit, pieces in by_unit.values():
-                    unit.stack.add(adapter.name, pieces)
-                    adapter.units.append((pm.key, unit))
+                    unit.stack.add(adapter.name, [_expand(p, unit.compute_dtype) for p in pieces])
+                    touched(pm, unit)
+                for path, delta in mp.kron.items():
+                    unit = unit_for(pm, path)
+                    touched(pm, unit)
+                    unit.add_kron(adapter.name, path, delta)
                 for target, delta in mp.deltas:
                     self._deltas.add(adapter.name, target, delta)
                     adapter.delta_keys.append(target.key)
@@ -212,6 +255,7 @@ class Adapters:
             self._adapters.pop(adapter.name, None)
             for _, unit in adapter.units:
                 unit.stack.remove(adapter.name)
+                unit.remove_kron(adapter.name)
             adapter.units.clear()
             for key in adapter.delta_keys:
                 self._deltas.discard(adapter.name, key)
@@ -225,7 +269,7 @@ class Adapters:
     def set_weight(self, name: str, weight: WeightSpec) -> None:
         """A float (any sign), a list spread over the steps, or a callable(step, n_steps)."""
         a = self._get(name)
-        a.strength = check_weight(weight, f"weight of {name!r}")
+        a.strength = self._check_schedule(check_weight(weight, f"weight of {name!r}"))
         self._apply(a)
         self._sync_step_hooks()
 
@@ -250,6 +294,16 @@ class Adapters:
             if is_schedule(a.strength):
                 self._apply(a)
 
+    def _check_schedule(self, strength: WeightSpec) -> WeightSpec:
+        """Refuse a schedule on pipelines whose family says a step means nothing there
+        (SkyReels V2 Diffusion Forcing: per-frame timesteps)."""
+        if is_schedule(strength) and self._pipe is not None:
+            for pm in self._patched.values():
+                reason = pm.inv.spec.schedule_refused.get(type(self._pipe).__name__)
+                if reason is not None:
+                    raise VidloraError(f"strength schedules are not supported on {reason}")
+        return strength
+
     def current_weight(self, name: str) -> float:
         """The strength in force now (0 when disabled)."""
         return self._strength_now(self._get(name).name)
@@ -262,6 +316,7 @@ class Adapters:
         w = self._strength_now(adapter.name)
         for _, unit in adapter.units:
             unit.stack.set_scale(adapter.name, w)
+            unit.set_kron_weight(adapter.name, w)
         for key in adapter.delta_keys:
             self._deltas.refresh(key, self._strength_now)
 
@@ -293,6 +348,7 @@ class Adapters:
         shrink = {key: not pinned_copies(pm.model) for key, pm in self._patched.items()}
         for key, unit in a.units:
             unit.stack.remove(name, shrink=shrink[key])
+            unit.remove_kron(name)
         for key in a.delta_keys:
             self._deltas.discard(name, key)
             self._deltas.refresh(key, self._strength_now)
@@ -310,6 +366,17 @@ class Adapters:
         for pm in self._patched.values():
             pm.unpatch()
         self._detached = True
+
+    # ------------------------------------------------------------------ kernel paths
+    def kernel_shapes(self, tokens: int) -> list:
+        """The distinct Linear calls one forward makes at ``tokens`` rows (kernel_paths.py)."""
+        return kernel_paths.kernel_shapes(self._patched, tokens)
+
+    def warm_up(self, tokens: int, device=None) -> list[dict]:
+        """Measure the kernel path of every shape class the model uses at ``tokens`` rows now
+        (CUDA only), so the first denoising step does not pay for the first-use choice."""
+        self._check_alive()
+        return kernel_paths.warm_up(self._patched, tokens, device)
 
     # ------------------------------------------------------------------ report
     def report(self) -> Report:
@@ -329,15 +396,20 @@ class Adapters:
                     "blocks": list(a.blocks) if a.blocks is not None else "all",
                     "models": list(a.models),
                     "expert": a.expert_reason,
-                    "linears": sum(len(s.parts) for s in slots if s is not None),
+                    "linears": sum(len(set(s.parts)) for s in slots if s is not None),
                     "deltas": len(a.delta_keys),
-                    "bytes": sum(u.stack.nbytes_of(a.name) for _, u in a.units) + self._deltas.nbytes(a.name),
+                    "bytes": sum(u.stack.nbytes_of(a.name) + u.kron_nbytes(a.name) for _, u in a.units)
+                    + self._deltas.nbytes(a.name),
                     "skipped": [f"{n}: {why}" for n, why in a.skipped],
                     "warnings": list(dict.fromkeys(a.warnings)),
                     "sha256": a.lora.sha256,
                 }
             )
-        return Report(models={k: model_summary(pm) for k, pm in self._patched.items()}, adapters=adapters)
+        return Report(
+            models={k: model_summary(pm) for k, pm in self._patched.items()},
+            adapters=adapters,
+            kernel_paths=kernel_paths.model_choices(self._patched),
+        )
 
     # ------------------------------------------------------------------ helpers
     def _check_alive(self) -> None:

@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from vidlora.lora.factored import FactoredDelta
+
 from .offload import storage_of
 from .patching import PatchedModel
 from .plan import DeltaTarget
@@ -43,7 +45,7 @@ class DeltaTable:
             entries.pop(name, None)
 
     def nbytes(self, name: str) -> int:
-        return sum(d[name].numel() * d[name].element_size() for d in self._contrib.values() if name in d)
+        return sum(_nbytes(d[name]) for d in self._contrib.values() if name in d)
 
     @torch.no_grad()
     def refresh(self, key: tuple, weight_of: Callable[[str], float]) -> None:
@@ -71,7 +73,7 @@ class DeltaTable:
         for name, d in entries.items():
             w = weight_of(name)
             if w != 0.0:
-                total = total + w * d.to(device=live.device, dtype=torch.float32)
+                total = total + w * _dense(d, live.device)
         live.copy_(total.to(live.dtype))
 
     def _forget(self, key: tuple) -> None:
@@ -91,7 +93,7 @@ class DeltaTable:
                 lo, hi = target.rows or (0, unit.out_features)
                 w = weight_of(name)
                 if w != 0.0:
-                    total[lo:hi] += w * delta.to(device=total.device, dtype=torch.float32)
+                    total[lo:hi] += w * _dense(delta, total.device)
         unit.set_dense_delta(total)
 
     def _live_tensor(self, target: DeltaTarget) -> torch.Tensor:
@@ -101,3 +103,14 @@ class DeltaTable:
         if target.rows is not None:
             t = t[target.rows[0] : target.rows[1]]
         return t
+
+
+def _dense(delta, device) -> torch.Tensor:
+    """A delta as an fp32 tensor on ``device``; a LoHa product is formed there, on demand."""
+    if isinstance(delta, FactoredDelta):
+        return delta.to_dense(device=device)
+    return delta.to(device=device, dtype=torch.float32)
+
+
+def _nbytes(delta) -> int:
+    return delta.nbytes if isinstance(delta, FactoredDelta) else delta.numel() * delta.element_size()

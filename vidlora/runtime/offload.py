@@ -27,7 +27,7 @@ from torch import nn
 
 from vidlora.errors import VidloraError
 
-__all__ = ["refuse_offload_hooks", "storage_of", "pinned_copies"]
+__all__ = ["refuse_offload_hooks", "storage_of", "pinned_copies", "group_offloaded"]
 
 
 # Hooks live in the instance __dict__; reading it there skips nn.Module.__getattr__'s
@@ -82,3 +82,8 @@ def pinned_copies(model: nn.Module) -> bool:
         if hook is not None and getattr(getattr(hook, "group", None), "stream", None) is not None:
             return True
     return False
+
+
+def group_offloaded(model: nn.Module) -> bool:
+    """Whether group offloading hooks sit in ``model`` (they move what they saw at setup)."""
+    return any(_group_hook(m) is not None for m in model.modules())

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from vidlora.errors import VidloraError
-from vidlora.model import FAMILIES, Inventory, block_linear_paths, inventory, spec_for_class
+from vidlora.model import FAMILIES, Inventory, block_linear_paths, inventory, refusal_for, spec_for_class
 from vidlora.kernels.fp8_format import FP8_DTYPE
+from .cp_hooks import carry_cp_hooks, has_cp_hooks
 from .offload import refuse_offload_hooks
 from .rank_stack import Part
 from .unit import FusedAway, LoRALinear
@@ -36,12 +37,16 @@ def _supported() -> str:
 
 def find_transformers(obj) -> tuple[object | None, dict[str, nn.Module]]:
     """(pipeline or None, {"transformer": model[, "transformer_2": model]})."""
+    if refusal_for(obj) is not None:
+        raise VidloraError(refusal_for(obj))
     if _is_transformer(obj):
         return None, {"transformer": obj}
     found = {}
     for key in ("transformer", "transformer_2"):
         model = getattr(obj, key, None)
         if model is not None:
+            if refusal_for(model) is not None:
+                raise VidloraError(f"{type(obj).__name__}.{key}: {refusal_for(model)}")
             if not _is_transformer(model):
                 raise VidloraError(
                     f"{type(obj).__name__}.{key} is a {type(model).__name__}; vidlora patches {_supported()} "
@@ -102,6 +107,7 @@ def _compute_dtype(lin: nn.Module) -> torch.dtype:
 def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
     parent_path, _, attr = path.rpartition(".")
     parent = root.get_submodule(parent_path) if parent_path else root
+    carry_cp_hooks(getattr(parent, attr), module, path)  # context parallelism's split/gather hooks
     setattr(parent, attr, module)
 
 
@@ -124,6 +130,8 @@ def _fusion_groups(model: nn.Module, inv: Inventory, targets: set[str]) -> list[
             paths = [f"{name}.{s}" for s in fusion.parts]
             mods = [getattr(attn, s, None) for s in fusion.parts]
             if not all(p in targets for p in paths) or not all(type(m) is nn.Linear for m in mods):
+                continue
+            if any(has_cp_hooks(m) for m in mods):  # a fused-away part never runs its hooks
                 continue
             if len({(m.in_features, m.weight.dtype, m.weight.device, m.bias is not None) for m in mods}) != 1:
                 continue

@@ -22,6 +22,7 @@ import torch
 
 from vidlora.errors import LoRAMismatchError, VidloraError
 from vidlora.lora import LoRAFile, LowRank, match_lora
+from vidlora.lora.factored import FactoredDelta, KronDelta
 from vidlora.model import block_index, describe
 
 from .patching import PatchedModel
@@ -55,6 +56,10 @@ class ModelPlan:
     pm: PatchedModel
     linears: dict[str, LowRank]  # Linear path -> validated low-rank delta
     deltas: list[tuple[DeltaTarget, torch.Tensor]]
+    # LyCORIS deltas on Linear weights (plan_factored): as ranks of the stack (their exact
+    # LoRA form, formed per unit at install), or as Kronecker side terms
+    factored_ranks: dict[str, FactoredDelta] = field(default_factory=dict)
+    kron: dict[str, KronDelta] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,7 +131,7 @@ def resolve_target(pm: PatchedModel, ppath: str) -> DeltaTarget:
         if pname == "weight":
             if unit.fp8_mode is not None:
                 raise LoRAMismatchError(
-                    f"a dense weight delta on {ppath} (a LoHa/LoKr product or a full 'diff') cannot be "
+                    f"a dense weight delta on {ppath} (a full 'diff') cannot be "
                     "applied to an FP8 base without merging into it, which would round it away; "
                     "attach without fp8 to use this LoRA"
                 )
@@ -135,6 +140,28 @@ def resolve_target(pm: PatchedModel, ppath: str) -> DeltaTarget:
     if ppath not in pm.inv.params:
         raise LoRAMismatchError(f"{ppath} is not a parameter of {describe(pm.inv)}")
     return DeltaTarget(pm.key, ppath, None)
+
+
+def _route_factored(pm: PatchedModel, ppath: str, delta: FactoredDelta) -> str:
+    """How a LoHa / LoKr delta on a Linear weight is applied, exactly and never merged:
+
+    * "ranks": its exact LoRA form (rank r1*r2 for LoHa, rank(W1)*rank(W2) for LoKr) in the
+      unit's rank stack, whenever that holds fewer numbers than the weight: R (N + K) < N K;
+    * "kron": otherwise for a LoKr (two full factors): the Kronecker side term;
+    * "dense": otherwise for a LoHa: the product formed once per layer on the device as a
+      dense side term, as cheap as the weight itself; on an FP8 base, whose weight is a
+      quarter of that, still its LoRA form ("ranks").
+    """
+    mpath = ppath[: -len(".weight")]
+    if not ppath.endswith(".weight") or (pm.unit_of(mpath) is None and mpath not in pm.inv.linears):
+        return "dense"  # not a Linear (an embedding table): written into the parameter, small
+    n, k = delta.shape
+    if delta.lora_rank * (n + k) < n * k:
+        return "ranks"
+    if isinstance(delta, KronDelta):
+        return "kron"
+    unit = pm.unit_of(mpath)
+    return "ranks" if unit is not None and unit.fp8_mode is not None else "dense"
 
 
 def make_plan(
@@ -167,8 +194,17 @@ def make_plan(
         for p in linears:
             if pm.unit_of(p) is None and p not in pm.inv.linears:
                 raise LoRAMismatchError(f"{lora.path}: {p} is not a Linear of {describe(pm.inv)}")
-        plan.models.append(ModelPlan(pm, linears, [(resolve_target(pm, pp), d) for pp, d in deltas.items()]))
-    if not any(mp.linears or mp.deltas for mp in plan.models):
+        mp = ModelPlan(pm, linears, [])
+        for pp, d in deltas.items():
+            route = _route_factored(pm, pp, d) if isinstance(d, FactoredDelta) else "dense"
+            if route == "ranks":
+                mp.factored_ranks[pp[: -len(".weight")]] = d
+            elif route == "kron":
+                mp.kron[pp[: -len(".weight")]] = d
+            else:
+                mp.deltas.append((resolve_target(pm, pp), d))
+        plan.models.append(mp)
+    if not any(mp.linears or mp.deltas or mp.factored_ranks or mp.kron for mp in plan.models):
         raise LoRAMismatchError(
             f"{lora.path}: nothing of this LoRA applies to the model"
             + (f" within blocks {sorted(keep)}" if keep else "")

@@ -38,6 +38,12 @@ class Report(dict):
                 lines.append(f"    skipped {len(a['skipped'])}: " + "; ".join(a["skipped"][:3]) + more)
         if not self["adapters"]:
             lines.append("  no adapters")
+        for c in self.get("kernel_paths", []):
+            timing = c.get("timings_ms", {}).get(c.get("chosen"))
+            took = f" {timing:.3f} ms" if isinstance(timing, (int, float)) else ""
+            excluded = f", {len(c['excluded'])} excluded" if c.get("excluded") else ""
+            lines.append(f"  kernel {c.get('op')} N={c.get('n')} K={c.get('k')} M~{c.get('m_bucket')} "
+                         f"R~{c.get('r_bucket')}: {c.get('chosen')}{took} ({c.get('source')}{excluded})")  # fmt: skip
         return "\n".join(lines)
 
 

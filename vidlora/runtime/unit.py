@@ -9,8 +9,11 @@ I2V image k/v). Its forward is one call of the ``vidlora::lora_linear`` op:
 with A [Rb, K], B [N, Rb] and c [Rb] every adapter's ranks side by side, held by the
 unit's :class:`~vidlora.runtime.rank_stack.RankStack` (``unit.stack``).
 
-A dense full-rank delta on a unit's weight (a LoHa/LoKr product or a ``diff``) is kept as an
-optional dense side term ``x dW^T`` (one extra GEMM): never folded into the base weight.
+A dense full-rank delta on a unit's weight (a ``diff``, or a LoHa whose exact LoRA form
+would be larger than the weight) is kept as an optional dense side term ``x dW^T`` (one
+extra GEMM): never folded into the base weight. A LoKr with two full factors is a
+:class:`~vidlora.runtime.kron_term.KronTerm` side term (two small matmuls on a reshaped x);
+every other LoHa / LoKr is ordinary ranks in the stack (their exact LoRA forms).
 
 FP8 bases (``quantize_`` / ``adopt_fp8``): the weight becomes float8_e4m3fn [N, K] with a
 per-output-channel fp32 ``weight_scale`` [N]; bias, stacks and the computation stay in the
@@ -29,6 +32,9 @@ from vidlora.kernels import lora_linear
 from vidlora.kernels.fp8_format import dequantize_weight, quantize_weight
 from vidlora.kernels.fp8_ops import lora_linear_fp8_op
 
+from vidlora.lora.factored import KronDelta
+
+from .kron_term import KronTerm
 from .rank_stack import Part, RankStack
 
 __all__ = ["LoRALinear", "FusedAway"]
@@ -90,6 +96,7 @@ class LoRALinear(nn.Module):
         self.register_buffer("lora_scale", torch.zeros(0, device=dev, dtype=torch.float32), persistent=False)
         # Optional dense side term (LoHa/LoKr/diff on this weight); None when unused.
         self.register_buffer("dense_delta", None, persistent=False)
+        self.kron_terms = nn.ModuleList()  # full-factor LoKr side terms, one per (adapter, part)
         self.stack = RankStack(self, self.parts)
 
     # ------------------------------------------------------------------ forward
@@ -107,6 +114,8 @@ class LoRALinear(nn.Module):
             )
         if self.dense_delta is not None:
             y = y + F.linear(x, self.dense_delta)
+        for term in self.kron_terms:
+            y = term(x, y)
         return y
 
     def part_index(self, path: str) -> int:
@@ -129,6 +138,27 @@ class LoRALinear(nn.Module):
             self.dense_delta.copy_(delta)
         else:
             self.dense_delta = delta
+
+    # ------------------------------------------------------------------ Kronecker side terms
+    def add_kron(self, adapter: str, part_path: str, delta: KronDelta) -> None:
+        """Add an adapter's full-factor LoKr on one part (inactive until set_kron_weight)."""
+        part = self.parts[self.part_index(part_path)]
+        term = KronTerm(adapter, part_path, delta, part.start, part.stop, self.lora_a.device, self.compute_dtype)
+        self.kron_terms.append(term)
+
+    def remove_kron(self, adapter: str) -> None:
+        kept = [t for t in self.kron_terms if t.adapter != adapter]
+        if len(kept) != len(self.kron_terms):
+            self.kron_terms = nn.ModuleList(kept)
+
+    def set_kron_weight(self, adapter: str, weight: float) -> None:
+        for term in self.kron_terms:
+            if term.adapter == adapter:
+                term.set_weight(weight)
+
+    def kron_nbytes(self, adapter: str) -> int:
+        return sum(t.w1.numel() * t.w1.element_size() + t.w2.numel() * t.w2.element_size()
+                   for t in self.kron_terms if t.adapter == adapter)  # fmt: skip
 
     # ------------------------------------------------------------------ FP8 base
     @torch.no_grad()
@@ -205,4 +235,6 @@ class LoRALinear(nn.Module):
         )
         if self.dense_delta is not None:
             text += ", dense_delta"
+        if len(self.kron_terms):
+            text += f", kron_terms={len(self.kron_terms)}"
         return text

@@ -27,6 +27,7 @@ from vidlora.common.text import format_bytes
 from vidlora.errors import VidloraError
 
 from .console import Messages, quiet_libraries
+from .parallel import SilentMessages, check_split, parallel_run, relaunch
 from .plan import GenerateRequest, LoraRequest, Plan, plan_generation, resolve_remote
 from .stages import stage
 
@@ -45,13 +46,28 @@ class Session:
 def run_generate(args, task: str) -> int:
     """The ``i2v`` / ``t2v`` command (see the module docstring)."""
     started = time.perf_counter()
-    say = Messages()
+    par = parallel_run(args)  # --gpus N / under torchrun: one video on several GPUs (parallel.py)
+    main_rank = par is None or par.is_main
+    # the process that relaunches itself under torchrun stays quiet: rank 0 says it all
+    say = Messages() if main_rank and not (par is not None and not par.launched) else SilentMessages()
     plan = plan_generation(GenerateRequest.from_args(args, task), say)
-    progress = not plan.request.quiet
+    if par is not None:
+        check_split(par, plan)
+        if not par.launched:
+            return relaunch(par, args.argv, plan.request.device)
+    progress = not plan.request.quiet and main_rank
     read_loras(plan, say, progress)
-    session = open_session(plan, say, pick_device(say, plan))
-    video = denoise(session, plan)
-    write_result(plan, session, video, say, started)
+    device = pick_device(say, plan)
+    if par is not None:
+        par.start(device)
+    session = open_session(plan, say, device)
+    if par is not None:
+        par.enable(session.pipe)
+    video = denoise(session, plan, progress=progress, decode=main_rank)
+    if main_rank:
+        write_result(plan, session, video, say, started, parallel=par.record() if par is not None else None)
+    if par is not None:
+        par.finish()
     return 0
 
 
@@ -124,8 +140,9 @@ def open_session(plan: Plan, say: Messages, device: str) -> Session:
     return Session(pipe=pipe, handle=handle, device=device)
 
 
-def denoise(session: Session, plan: Plan, *, progress: bool | None = None):
-    """One generation with the session's current adapters; frames [F, H, W, 3] in 0..1."""
+def denoise(session: Session, plan: Plan, *, progress: bool | None = None, decode: bool = True):
+    """One generation with the session's current adapters; frames [F, H, W, 3] in 0..1
+    (None with ``decode=False``: a rank other than 0 of a --gpus run)."""
     from .. import pipelines  # looked up at call time: tests replace pipelines.generate
 
     req = plan.request
@@ -134,12 +151,13 @@ def denoise(session: Session, plan: Plan, *, progress: bool | None = None):
             session.pipe, plan.info, prompt=plan.request.prompt, negative_prompt=req.negative_prompt,
             image=plan.image, frames=plan.frames, width=plan.width, height=plan.height, steps=plan.steps,
             guidance=plan.guidance, guidance_2=req.guidance_2, flow_shift=req.flow_shift, seed=req.seed,
-            progress=not req.quiet if progress is None else progress,
+            progress=not req.quiet if progress is None else progress, decode=decode,
         )
 
 
-def write_result(plan: Plan, session: Session, video, say: Messages, started: float):
-    """The MP4 with the run's settings (comment tag + JSON sidecar), then the summary."""
+def write_result(plan: Plan, session: Session, video, say: Messages, started: float, parallel: dict | None = None):
+    """The MP4 with the run's settings (comment tag + JSON sidecar), then the summary.
+    parallel: the --gpus layout, recorded in the settings."""
     from vidlora._version import __version__
 
     from ..video import write_mp4
@@ -165,9 +183,14 @@ def write_result(plan: Plan, session: Session, video, say: Messages, started: fl
             for r in plan.loras
         ],
     }
+    if parallel is not None:
+        metadata["parallel"] = parallel
     with stage("writing the MP4"):
         path = write_mp4(video, plan.out, fps=plan.fps, metadata=metadata, overwrite=req.overwrite)
     _print_summary(say, plan, path, time.perf_counter() - started, session.handle.report())
+    if parallel is not None:
+        say.print(f"  split over {parallel['gpus']} processes ({parallel['backend']}): ulysses {parallel['ulysses']} x "
+                  f"ring {parallel['ring']}")
     return path
 
 

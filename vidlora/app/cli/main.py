@@ -1,4 +1,4 @@
-"""``vidlora`` command line: i2v, t2v, inspect, demo, bench, sweep, serve.
+"""``vidlora`` command line: i2v, t2v, inspect, demo, bench; convert, merge, extract, loras; sweep, serve.
 
 Every user error is one line on stderr and exit code 2, never a traceback. An error from
 inside a library during a run is one line naming the stage and exit code 1; ``--debug``
@@ -14,8 +14,10 @@ import traceback
 
 from vidlora.errors import VidloraError
 
+from .parallel import rank_prefix
 from .parser import EXIT_USER_ERROR, build_parser
 from .stages import StageError, debug_requested
+from .tools_cmd import TOOL_COMMANDS
 
 __all__ = ["main", "EXIT_STAGE_ERROR"]
 
@@ -27,17 +29,18 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, or a bad argument (already printed)
         return int(e.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --gpus runs the same command line again
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         return _dispatch(args)
     except VidloraError as e:
-        print(f"vidlora: error: {e}", file=sys.stderr)
+        print(f"vidlora: {rank_prefix()}error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except StageError as e:
         if debug_requested(args):
             traceback.print_exception(e.__cause__)
         hint = "" if debug_requested(args) else " (--debug or VIDLORA_DEBUG=1 prints the traceback)"
-        print(f"vidlora: error: {e}{hint}", file=sys.stderr)
+        print(f"vidlora: {rank_prefix()}error: {e}{hint}", file=sys.stderr)
         return EXIT_STAGE_ERROR
     except KeyboardInterrupt:
         print("vidlora: interrupted", file=sys.stderr)
@@ -45,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if getattr(args, "lora_dir", None):
+        from vidlora.lora.lora_dirs import use_lora_dirs
+
+        use_lora_dirs(args.lora_dir)  # --lora NAME looks there (before VIDLORA_LORA_DIRS and the Hub)
     # Each command's module is imported only when it runs: none imports torch at import time.
+    if args.command in TOOL_COMMANDS:
+        from .tools_cmd import run_tool
+
+        return run_tool(args)
     if args.command in ("i2v", "t2v"):
         from .generate_cmd import run_generate
 

@@ -10,6 +10,7 @@ import argparse
 import math
 
 from ..pipelines.info import DEFAULT_MODELS
+from .tools_cmd import add_lora_dir_arg, add_tool_parsers
 from .scale_args import add_scale_commands
 
 __all__ = ["build_parser", "EXIT_USER_ERROR"]
@@ -108,8 +109,15 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("--out", default=None, help="output .mp4 (default: out.mp4)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda when available")
+    p.add_argument("--gpus", type=_positive_int, default=None,
+                   help="split one video over N GPUs (context parallelism): the command runs itself again under "
+                   "torch.distributed.run, one process per GPU; with --device cpu, N CPU processes (gloo)")
+    p.add_argument("--ulysses", type=_positive_int, default=None,
+                   help="with --gpus: the Ulysses degree (default: gpus / ring); the model's heads must divide by it")
+    p.add_argument("--ring", type=_positive_int, default=None, help="with --gpus: the ring attention degree (default 1)")
     p.add_argument("--auto-trigger", action="store_true", help="append the LoRAs' trigger words missing from the prompt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_lora_dir_arg(p)
     _add_common_args(p)
 
 
@@ -135,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check against this model: a Hub id, a local diffusers folder, a built-in config name "
                    "(e.g. wan2.1-t2v-1.3b) or tiny / tiny:KIND")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_lora_dir_arg(p)
     _add_common_args(p)
 
     p = sub.add_parser("demo", help="generate a short video on the embedded tiny model with two stacked LoRAs",
@@ -146,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="where the example image and LoRAs go (default: beside --out)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_common_args(p)
+
+    add_tool_parsers(sub, _add_common_args)  # convert, merge, extract, loras
 
     p = sub.add_parser("bench", help="run the benchmark suite",
                        description="Run the benchmark suite (needs the bench extra: pip install 'vidlora[bench]'); "

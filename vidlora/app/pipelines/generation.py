@@ -33,7 +33,8 @@ def generate(
     seed: int = 0,
     callback: Callable[[int, int], None] | None = None,
     progress: bool = True,
-) -> np.ndarray:
+    decode: bool = True,
+) -> np.ndarray | None:
     """Run one generation; returns float32 frames [F, H, W, 3] in 0..1.
 
     frames / width / height must already be valid (``round_frames`` / ``round_size``).
@@ -43,13 +44,15 @@ def generate(
     scheduler's shift for this call (distill LoRAs such as lightx2v need their own);
     it must be > 0. seed: drawn on a CPU generator, so a seed gives the same noise on
     every device. callback(step, n_steps): called after each denoising step.
+    decode: False returns None without decoding (context parallelism: ranks other than 0).
     """
     import torch
 
     check_generation_args(info, prompt, image, frames, width, height, steps, guidance_2, flow_shift)
     kwargs: dict[str, Any] = dict(
         prompt=prompt, num_frames=frames + info.dropped_frames, width=width, height=height, num_inference_steps=steps,
-        guidance_scale=float(guidance), generator=torch.Generator("cpu").manual_seed(int(seed)), output_type="np",
+        guidance_scale=float(guidance), generator=torch.Generator("cpu").manual_seed(int(seed)),
+        output_type="np" if decode else "latent",
     )
     if negative_prompt:
         kwargs["negative_prompt"] = negative_prompt
@@ -76,6 +79,8 @@ def generate(
             output = pipe(**kwargs)
     finally:
         pipe.scheduler = original_scheduler
+    if not decode:
+        return None
     video = np.asarray(output.frames[0], dtype=np.float32)
     if video.shape != (frames, height, width, 3):
         raise VidloraError(

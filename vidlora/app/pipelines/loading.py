@@ -1,5 +1,11 @@
 """Loading a pipeline through diffusers' ``from_pretrained``, with vidlora's dtype rules and
-one clear error when weights cannot be had; ``tiny_pipeline`` loads the embedded one."""
+one clear error when weights cannot be had; ``tiny_pipeline`` loads the embedded one.
+
+With ``prefuse`` the transformers are loaded by ``prefused.py`` instead (sibling
+projections written into one buffer while the file is read) and handed to
+``from_pretrained``; by default that happens only when the runtime adopts such buffers
+without a copy (``runtime_adopts_prefused``): otherwise attach would copy them again.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,11 @@ from ..tiny.configs import TINY_PIPELINE_KINDS, TINY_PIPELINE_TASKS
 from .info import ModelInfo, model_info
 from .placement import place_pipeline
 
-__all__ = ["load_pipeline", "tiny_pipeline", "dtype_kwarg"]
+__all__ = ["load_pipeline", "tiny_pipeline", "dtype_kwarg", "runtime_adopts_prefused"]
 
 
 def load_pipeline(model: str | os.PathLike | None, task: str, device: str = "cpu", dtype: Any = None, *,
-                  offload: str | None = None):  # fmt: skip
+                  offload: str | None = None, prefuse: bool | None = None):  # fmt: skip
     """Load ``model`` for ``task``; returns (pipeline, ModelInfo).
 
     device: where it runs ("cuda", "cpu", ...). dtype: the transformers' and text
@@ -29,6 +35,8 @@ def load_pipeline(model: str | os.PathLike | None, task: str, device: str = "cpu
     vidlora.attach must run before offloading hooks exist, so the order for patched
     generation is: ``load_pipeline(model, task, "cpu")`` -> ``vidlora.attach(pipe)`` ->
     ``place_pipeline(pipe, device, offload)``.
+    prefuse: load the transformers with Wan's sibling projections in one buffer each
+        (``prefused.py``); None: when ``runtime_adopts_prefused()``.
     Weights that cannot be loaded (offline, missing files) raise SourceError naming
     what was tried.
     """
@@ -39,9 +47,19 @@ def load_pipeline(model: str | os.PathLike | None, task: str, device: str = "cpu
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    pipe = _from_pretrained(info, info.location, dtype)
+    pipe = _from_pretrained(info, info.location, dtype, runtime_adopts_prefused() if prefuse is None else prefuse)
     place_pipeline(pipe, device, offload)
     return pipe, info
+
+
+def runtime_adopts_prefused() -> bool:
+    """Whether ``vidlora.attach`` takes a fusion group whose weights already are adjacent
+    row views of one tensor as the fused weight, without copying it (the runtime marks
+    this with ``ADOPTS_ADJACENT_ROWS`` in its patching module). Until it does, a prefused
+    load would be followed by attach's own concatenation: no pass saved."""
+    from vidlora.runtime import patching
+
+    return bool(getattr(patching, "ADOPTS_ADJACENT_ROWS", False))
 
 
 def tiny_pipeline(kind: str = "wan-t2v", device: str = "cpu"):
@@ -59,7 +77,7 @@ def tiny_pipeline(kind: str = "wan-t2v", device: str = "cpu"):
     return pipe
 
 
-def _from_pretrained(info: ModelInfo, location: str, dtype: Any):
+def _from_pretrained(info: ModelInfo, location: str, dtype: Any, prefuse: bool = False):
     import diffusers
     import torch
 
@@ -74,7 +92,18 @@ def _from_pretrained(info: ModelInfo, location: str, dtype: Any):
 
         kwargs["local_files_only"] = hub_offline()
     try:
-        return cls.from_pretrained(location, **dtype_kwarg(dtypes), **kwargs)
+        components: dict[str, Any] = {}
+        if prefuse:
+            # A Hub id: the snapshot folder from_pretrained would have downloaded anyway.
+            folder = location if Path(location).exists() else cls.download(location, **kwargs)
+            from .prefused import load_prefused_transformer
+
+            for name in info.transformer_names:
+                model = load_prefused_transformer(Path(folder) / name, dtype)
+                if model is not None:  # else diffusers loads that one as usual
+                    components[name] = model
+            location = str(folder)
+        return cls.from_pretrained(location, **dtype_kwarg(dtypes), **kwargs, **components)
     except (OSError, ValueError, EnvironmentError, KeyError) as exc:
         offline = " (offline: only the Hugging Face cache was searched)" if kwargs.get("local_files_only") else ""
         raise SourceError(

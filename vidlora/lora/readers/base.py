@@ -17,7 +17,7 @@ from ..keys import is_text_encoder_key, split_role
 from ..lora_file import LowRank
 from ..safetensors_file import RawFile
 
-__all__ = ["Reader", "ReadResult", "parse_keys", "build", "fail_keys", "best_family"]
+__all__ = ["Reader", "ReadResult", "parse_keys", "build", "fail_keys", "best_families"]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class ReadResult:
     width_evidence: str = ""
     signals: list[Signal] = field(default_factory=list)
     experts: dict[str, "ReadResult"] | None = None
+    alternatives: tuple[str, ...] = ()  # other families that read every name to the same place
 
 
 @dataclass(frozen=True)
@@ -83,29 +84,68 @@ def parse_keys(
     return parsed, ignored
 
 
-def best_family(modules: list[str], score: Callable[[FamilySpec, str], bool]) -> FamilySpec:
-    """The family for which ``score`` holds for the most module names (the first registered
-    one on a tie, also when none scores: its reader then reports the unknown names)."""
-    counts = [(sum(1 for m in modules if score(spec, m)), -i, spec) for i, spec in enumerate(FAMILIES)]
-    return max(counts, key=lambda c: c[:2])[2]
+def best_families(modules: list[str], score: Callable[[FamilySpec, str], object]) -> list[FamilySpec]:
+    """The families whose ``score`` (a number, or a tuple compared in order) summed over the
+    module names is highest, in registration order: usually one; several when their name
+    tables read the file equally well (a plain Wan LoRA reads as Wan, VACE, SkyReels...).
+    With no score anywhere, the first registered one (its reader then reports the names)."""
+
+    def total(spec: FamilySpec):
+        values = [score(spec, m) for m in modules]
+        if values and isinstance(values[0], tuple):
+            return tuple(sum(v[i] for v in values) for i in range(len(values[0])))
+        return sum(values)
+
+    totals = [(total(spec), spec) for spec in FAMILIES]
+    top = max(t for t, _ in totals)
+    return [spec for t, spec in totals if t == top]
 
 
 def build(
     raw: RawFile,
-    scheme: str,
-    spec: FamilySpec,
+    specs: list[FamilySpec],
     parsed: list[tuple[str, str, str]],
-    translate: Callable[[str], Target | None],
+    translate_for: Callable[[FamilySpec], Callable[[str], Target | None]],
+    scheme_for: Callable[[FamilySpec], str],
     ignored: list[tuple[str, str]] | None = None,
     peft: PeftConfig | None = None,
 ) -> ReadResult:
-    """Refuse what cannot be applied exactly, then group, assemble and wrap."""
+    """Refuse what cannot be applied exactly, then group, assemble and wrap.
+
+    ``specs``: the families that read the names equally well, in registration order; the
+    first is taken unless its widths do not include the file's and a later one's do (a
+    HunyuanVideo 1.5 file whose keys all exist in 1.0 too reads as 1.5 by its width 2048)."""
     refuse_unsupported(raw.path, parsed)
     groups = group_keys(raw.path, parsed)
-    done: Assembled = assemble(raw, groups, translate, spec, peft)
+    chosen: tuple[FamilySpec, Assembled] | None = None
+    error: Exception | None = None
+    for spec in specs:
+        try:
+            done = assemble(raw, groups, translate_for(spec), spec, peft)
+        except LoRAFormatError as exc:
+            error = error or exc
+            continue
+        if chosen is None:
+            chosen = (spec, done)
+        if done.width in spec.sizes:
+            chosen = (spec, done)
+            break
+    if chosen is None:
+        raise error
+    spec, done = chosen
+    # Families tied with the chosen one that translate every name the same way read the
+    # file identically: at a width no released model has, the file alone cannot tell them
+    # apart (a diffusers-named HunyuanVideo 1.5 LoRA on transformer_blocks only), so
+    # matching accepts a model of any of them.
+    alternatives: tuple[str, ...] = ()
+    if done.width not in spec.sizes:  # a released width names its family for certain
+        names = list(groups)
+        mine = [translate_for(spec)(m) for m in names]
+        alternatives = tuple(s.name for s in specs if s is not spec and [translate_for(s)(m) for m in names] == mine)
     return ReadResult(
-        scheme=scheme,
+        scheme=scheme_for(spec),
         arch=spec.name,
+        alternatives=alternatives,
         modules=done.modules,
         deltas=done.deltas,
         ignored=list(ignored or []) + done.ignored,

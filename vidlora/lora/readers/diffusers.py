@@ -12,10 +12,10 @@ from __future__ import annotations
 from vidlora.errors import LoRAFormatError
 from vidlora.model import FAMILIES, Target
 
-from ..alpha_rules import peft_config_for
+from ..alpha_rules import peft_config_for, sidecar_allowed
 from ..keys import module_of, strip_prefix
 from ..safetensors_file import RawFile
-from .base import Reader, ReadResult, build, parse_keys
+from .base import Reader, ReadResult, best_families, build, parse_keys
 
 __all__ = ["READER"]
 
@@ -27,20 +27,19 @@ def _claims(keys: list[str]) -> bool:
 def _read(raw: RawFile, keys: list[str]) -> ReadResult:
     parsed, ignored = parse_keys(raw, keys, lambda name: strip_prefix(name)[1])
     for spec in FAMILIES:
-        original = [k for k, m, _ in parsed if spec.looks_original(m)]
+        original = [k for k, m, _ in parsed if spec.looks_original(m) and not spec.looks_diffusers(m)]
         if original:
             raise LoRAFormatError(
                 f"{raw.path}: mixes diffusers names with original {spec.label} names ({len(original)} keys such as "
                 f"{original[0]!r}); one file must use one naming"
             )
-    specs = [s for s in FAMILIES if any(s.looks_diffusers(m) for _, m, _ in parsed)]
-    if len(specs) != 1:
-        raise LoRAFormatError(f"{raw.path}: mixes {' and '.join(s.label for s in specs)} diffusers module names")
-    spec = specs[0]
+    modules = [m for _, m, _ in parsed]
+    # the families that know the most of the names (Wan, VACE, SkyReels... share ``blocks.N``)
+    specs = best_families(modules, lambda s, m: (s.names.knows_diffusers(m), s.looks_diffusers(m)))
     prefixes = {strip_prefix(k)[0] for k in keys}
-    scheme = spec.scheme_label("diffusers", keys, [m for _, m, _ in parsed], prefixes)
-    peft = peft_config_for(raw.path, raw.metadata, allow_sidecar="base_model.model." in prefixes)
-    return build(raw, scheme, spec, parsed, lambda m: Target((m,)), ignored, peft)
+    peft = peft_config_for(raw.path, raw.metadata, allow_sidecar=sidecar_allowed(raw.path, prefixes))
+    return build(raw, specs, parsed, lambda s: (lambda m: Target((m,))),
+                 lambda s: s.scheme_label("diffusers", keys, modules, prefixes), ignored, peft)  # fmt: skip
 
 
 READER = Reader("diffusers names (W4/W4b/H5)", _claims, _read)

@@ -7,7 +7,7 @@
     H3   Hunyuan_video_I2V_lora_double_blocks_0_...                     Tencent HunyuanVideo-I2V training
     H6   lora_transformer_transformer_blocks_0_attn_to_q.lora_down...   OneTrainer legacy: diffusers names
 
-The family is the one whose name table has the most module names (``best_family``); its
+The family is the one whose name table has the most module names (``best_families``); its
 table translates them (underscores are looked up, never guessed back into dots). Unlike
 ComfyUI's native loader, musubi's Hunyuan ``img_mlp_fc1`` / ``fc2`` are mapped (ComfyUI
 looks for ``img_mlp_0`` and silently drops the MLP). musubi always writes alpha, often
@@ -17,7 +17,7 @@ looks for ``img_mlp_0`` and silently drops the MLP). musubi always writes alpha,
 from __future__ import annotations
 
 from ..safetensors_file import RawFile
-from .base import Reader, ReadResult, best_family, build, parse_keys
+from .base import Reader, ReadResult, best_families, build, parse_keys
 
 __all__ = ["READER"]
 
@@ -43,19 +43,27 @@ def _read(raw: RawFile, keys: list[str]) -> ReadResult:
     if any(k.startswith(_DIFFUSERS_PREFIX) for k in keys):
         parsed, ignored = parse_keys(raw, keys, lambda name: _strip(name, (_DIFFUSERS_PREFIX,)))
         modules = [m for _, m, _ in parsed]
-        spec = best_family(modules, lambda s, m: s.names.translate_diffusers_underscored(m) is not None)
-        translate = spec.names.translate_diffusers_underscored
-        kind = "diffusers-underscored"
+        modes = [("diffusers-underscored", lambda s: s.names.translate_diffusers_underscored)]
     else:
         style = "lycoris_" if any(k.startswith("lycoris_") for k in keys) else None
         prefixes = ("lycoris_",) if style else tuple(p for p, _ in _ORIGINAL_PREFIXES if p != "lycoris_")
         parsed, ignored = parse_keys(raw, keys, lambda name: _strip(name, prefixes))
         modules = [m for _, m, _ in parsed]
-        spec = best_family(modules, lambda s, m: m.startswith(s.kohya_roots))
-        translate = spec.names.translate_underscored
         kind = next(k for p, k in _ORIGINAL_PREFIXES if any(key.startswith(p) for key in keys))
+        # underscored original names (musubi's Wan / HunyuanVideo networks), else underscored
+        # diffusers names under the same prefix (musubi's FramePack network)
+        modes = [(kind, lambda s: s.names.translate_underscored),
+                 ("kohya-diffusers", lambda s: s.names.translate_diffusers_underscored)]  # fmt: skip
+    best = None
+    for kind, translate_for in modes:
+        specs = best_families(modules, lambda s, m: (translate_for(s)(m) is not None, m.startswith(s.kohya_roots)))
+        known = sum(translate_for(specs[0])(m) is not None for m in modules)
+        if best is None or known > best[0]:
+            best = (known, kind, translate_for, specs)
+    _, kind, translate_for, specs = best
     prefixes_seen = {next((p for p, _ in _ORIGINAL_PREFIXES if k.startswith(p)), "") for k in keys}
-    result = build(raw, spec.scheme_label(kind, keys, modules, prefixes_seen), spec, parsed, translate, ignored)
+    result = build(raw, specs, parsed, translate_for, lambda s: s.scheme_label(kind, keys, modules, prefixes_seen),
+                   ignored)  # fmt: skip
     if kind == "kohya-i2v":
         result.signals.append(("task", "i2v", f"key prefix {_I2V} (Tencent HunyuanVideo-I2V training)"))
     return result

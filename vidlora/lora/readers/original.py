@@ -16,24 +16,35 @@ from __future__ import annotations
 
 from vidlora.errors import LoRAFormatError
 
-from ..alpha_rules import peft_config_for
+from vidlora.model import FAMILIES
+
+from ..alpha_rules import peft_config_for, sidecar_allowed
 from ..keys import module_of, strip_prefix
 from ..safetensors_file import RawFile
-from .base import Reader, ReadResult, best_family, build, parse_keys
+from .base import Reader, ReadResult, best_families, build, parse_keys
 
 __all__ = ["READER"]
 
 
 def _claims(keys: list[str]) -> bool:
-    from vidlora.model import FAMILIES
-
     return any((m := module_of(k)) is not None and any(s.looks_original(m) for s in FAMILIES) for k in keys)
 
 
 def _read(raw: RawFile, keys: list[str]) -> ReadResult:
     parsed, ignored = parse_keys(raw, keys, lambda name: strip_prefix(name)[1])
     modules = [m for _, m, _ in parsed]
-    spec = best_family(modules, lambda s, m: s.looks_original(m))
+    split = any(s.names.is_split_index(m) for s in FAMILIES for m in modules)
+
+    def translate_for(spec):
+        if split:
+            return lambda m: spec.names.translate_original(m, split_index=True)
+        return spec.names.translate_original
+
+    # the families whose name table reads the most names (claimed-but-unknown ones next)
+    specs = best_families(
+        modules, lambda s, m: (translate_for(s)(m) is not None, s.looks_original(m))
+    )
+    spec = specs[0]
     mixed = [k for k, m, _ in parsed if spec.looks_diffusers(m)]
     if mixed:
         raise LoRAFormatError(
@@ -41,12 +52,10 @@ def _read(raw: RawFile, keys: list[str]) -> ReadResult:
             f"{mixed[0]!r}); one file must use one naming"
         )
     prefixes = {strip_prefix(k)[0] for k in keys}
-    split = any(spec.names.is_split_index(m) for m in modules)
     kind = "original-split" if split else "original"
-    scheme = spec.scheme_label(kind, keys, modules, prefixes)
-    peft = peft_config_for(raw.path, raw.metadata, allow_sidecar="base_model.model." in prefixes)
-    translate = (lambda m: spec.names.translate_original(m, split_index=True)) if split else spec.names.translate_original
-    return build(raw, scheme, spec, parsed, translate, ignored, peft)
+    peft = peft_config_for(raw.path, raw.metadata, allow_sidecar=sidecar_allowed(raw.path, prefixes))
+    return build(raw, specs, parsed, translate_for, lambda s: s.scheme_label(kind, keys, modules, prefixes), ignored,
+                 peft)  # fmt: skip
 
 
 READER = Reader("original dotted names (W1/W2/W4b/W5/H1/H4/H6 split)", _claims, _read)

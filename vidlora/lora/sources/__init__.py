@@ -9,6 +9,8 @@ Accepted references, tried in this order (``resolve.py``):
   ``CIVITAI_TOKEN`` and checked against the sha256 Civitai lists for it (``civitai.py``).
 - ``http://`` / ``https://`` URLs (``url.py``).
 - an existing local path (``local.py``).
+- a file of that name in the LoRA folders (``--lora-dir``, ``VIDLORA_LORA_DIRS``;
+  :mod:`vidlora.lora.lora_dirs`); a name that is also a Hub id is an error listing both.
 - a Hugging Face Hub ``owner/repo`` (its single .safetensors file) or
   ``owner/repo/path/file.safetensors``, through huggingface_hub and its cache, with
   ``HF_TOKEN`` and ``HF_ENDPOINT`` read when the call is made (``hub.py``).

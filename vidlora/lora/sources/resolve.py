@@ -9,6 +9,7 @@ from pathlib import Path
 from vidlora.common.cache_dir import vidlora_cache_dir
 from vidlora.errors import SourceError
 
+from ..lora_dirs import find_in_lora_dirs
 from .civitai import civitai_ref_from_page_url, resolve_civitai
 from .hub import is_hub_ref, resolve_hub
 from .local import resolve_local
@@ -22,7 +23,8 @@ def resolve_source(source: str | os.PathLike, *, cache_dir: str | os.PathLike | 
     """Turn a LoRA reference into a verified local .safetensors file (see the package doc).
 
     Tried in order: ``civitai:`` refs, URLs (civitai.com model pages through the API), an
-    existing local path, a Hub id (optionally ``hf:``-prefixed).
+    existing local path, a file of that name in the LoRA folders (``--lora-dir``,
+    ``VIDLORA_LORA_DIRS``; lora_dirs.py), a Hub id (optionally ``hf:``-prefixed).
 
     cache_dir: where remote files go (default ``vidlora_cache_dir()``); Hub files go to
         ``cache_dir/huggingface`` when it is given, else to huggingface_hub's own cache.
@@ -43,6 +45,10 @@ def resolve_source(source: str | os.PathLike, *, cache_dir: str | os.PathLike | 
     if local.exists():
         return resolve_local(local)
     hub = text[3:] if text.lower().startswith("hf:") else text
+    if hub == text:  # hf: names the Hub alone; otherwise the LoRA folders come first
+        found = find_in_lora_dirs(text, hub_like=is_hub_ref(text))
+        if found is not None:
+            return resolve_local(found)
     if is_hub_ref(hub):
         return resolve_hub(hub, cache if cache_dir is not None else None)
     hint = " (the part after the last ':' is read as a strength only when it is a number)" if ":" in text else ""
