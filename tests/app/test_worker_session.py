@@ -29,7 +29,7 @@ def test_jobs_on_one_session(tmp_path):
     req = GenerateRequest(task="t2v", prompt="a fox", model="tiny", frames=5, steps=2, size=(32, 32), seed=4,
                           out=str(tmp_path / "a.mp4"), overwrite=True, quiet=True)  # fmt: skip
     plan = plan_generation(req, Messages())
-    session = WorkerSession(plan, threads=1)
+    session = WorkerSession(plan)  # threads=None: this process keeps its torch threads
 
     def job(name, *items):
         p = dataclasses.replace(plan, loras=[_lora(loras[k], w) for k, w in items], out=tmp_path / f"{name}.mp4")
