@@ -151,7 +151,7 @@ def denoise(session: Session, plan: Plan, *, progress: bool | None = None, decod
             session.pipe, plan.info, prompt=plan.request.prompt, negative_prompt=req.negative_prompt,
             image=plan.image, frames=plan.frames, width=plan.width, height=plan.height, steps=plan.steps,
             guidance=plan.guidance, guidance_2=req.guidance_2, flow_shift=req.flow_shift, seed=req.seed,
-            progress=not req.quiet if progress is None else progress, decode=decode,
+            progress=not req.quiet if progress is None else progress, decode=decode, **plan.inputs,
         )
 
 
@@ -175,9 +175,13 @@ def write_result(plan: Plan, session: Session, video, say: Messages, started: fl
         "guidance_2": req.guidance_2,
         "flow_shift": req.flow_shift,
         "frames": plan.frames,
-        "size": f"{plan.width}x{plan.height}",
+        # the frames' own size: a pipeline that sizes its video from the image (HunyuanVideo 1.5 I2V) decides
+        "size": f"{video.shape[2]}x{video.shape[1]}" if getattr(video, "ndim", 0) == 4 else f"{plan.width}x{plan.height}",
         "fps": plan.fps,
         "fp8": req.fp8,
+        **{k: v for k, v in (("input_video", req.video), ("strength", req.strength), ("mask", req.mask),
+                             ("reference_images", req.reference_images or None), ("last_image", req.last_image),
+                             ("image", req.image)) if v is not None},  # fmt: skip
         "loras": [
             {"name": r.name, "source": r.origin or r.source, "weight": r.weight, "expert": r.expert, "sha256": r.sha256}
             for r in plan.loras

@@ -58,8 +58,9 @@ def _inventory(model: str, lora):
     text = model.strip()
     if text == "tiny" or text.startswith("tiny:"):
         from ..pipelines.info import model_info
+        from ..tiny.configs import TINY_PIPELINE_TASKS
 
         kind = text.partition(":")[2]
-        task = ("i2v" if "i2v" in kind else "t2v") if kind else (lora.variant.task or "t2v")
+        task = TINY_PIPELINE_TASKS.get(kind, "t2v") if kind else (lora.variant.task or "t2v")
         return model_inventory(model_info(text, task).location)
     return model_inventory(text)

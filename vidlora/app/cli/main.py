@@ -57,7 +57,7 @@ def _dispatch(args) -> int:
         from .tools_cmd import run_tool
 
         return run_tool(args)
-    if args.command in ("i2v", "t2v"):
+    if args.command in ("i2v", "t2v", "v2v"):
         from .generate_cmd import run_generate
 
         return run_generate(args, task=args.command)

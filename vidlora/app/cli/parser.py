@@ -73,9 +73,31 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
                    help="print the full traceback of an error from inside the pipeline (or set VIDLORA_DEBUG=1)")
 
 
-def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
+def _strength(text: str) -> float:
+    v = _float(text)
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"--strength is the share of the input video re-noised, in (0, 1]; got {text!r}")
+    return v
+
+
+def _add_input_args(p: argparse.ArgumentParser, task: str) -> None:
+    """The inputs beyond a prompt: an input video (v2v), VACE's references and mask, an end frame."""
     if task == "i2v":
         p.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP); centre-cropped to the video's aspect ratio when it differs")
+        p.add_argument("--last-image", default=None,
+                       help="end frame (Wan 2.1 FLF2V, FramePack): the video goes from --image to it")
+    if task == "v2v":
+        p.add_argument("--video", required=True, help="input video (MP4 or any format ffmpeg reads)")
+        p.add_argument("--strength", type=_strength, default=None,
+                       help="share of the input video re-noised, in (0, 1] (Wan V2V; default the pipeline's 0.8)")
+    p.add_argument("--reference-image", action="append", default=None, metavar="IMAGE",
+                   help="VACE: a subject / style reference image (repeatable)")
+    p.add_argument("--mask", default=None,
+                   help="VACE v2v: an image or video, white where the input video is regenerated, black where kept")
+
+
+def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
+    _add_input_args(p, task)
     p.add_argument("--prompt", required=True, help="text prompt")
     p.add_argument("--negative-prompt", default=None, help="negative prompt (default: the model's usual one)")
     p.add_argument(
@@ -130,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("i2v", help="image to video with stacked LoRAs",
                        description="Image to video with stacked LoRAs (Wan 2.1/2.2 I2V, HunyuanVideo I2V); writes an MP4.")
     _add_generation_args(p, "i2v")
+    p = sub.add_parser("v2v", help="video to video with stacked LoRAs",
+                       description="Video to video with stacked LoRAs (Wan V2V on a Wan T2V model, Wan VACE, "
+                       "SkyReels V2 DF V2V); writes an MP4.")
+    _add_generation_args(p, "v2v")
     p = sub.add_parser("t2v", help="text to video with stacked LoRAs",
                        description="Text to video with stacked LoRAs (Wan 2.1/2.2, HunyuanVideo); writes an MP4.")
     _add_generation_args(p, "t2v")

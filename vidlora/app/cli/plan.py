@@ -57,6 +57,11 @@ class GenerateRequest:
     device: str | None = None
     auto_trigger: bool = False
     quiet: bool = False
+    video: str | None = None  # v2v's input video
+    strength: float | None = None
+    mask: str | None = None
+    reference_images: list[str] = field(default_factory=list)
+    last_image: str | None = None
 
     @classmethod
     def from_args(cls, args, task: str) -> "GenerateRequest":
@@ -66,6 +71,9 @@ class GenerateRequest:
             frames=args.frames, steps=args.steps, guidance=args.guidance, guidance_2=args.guidance_2,
             flow_shift=args.flow_shift, size=args.size, seed=args.seed, fps=args.fps, offload=args.offload,
             out=args.out, overwrite=args.overwrite, device=args.device, auto_trigger=args.auto_trigger, quiet=args.quiet,
+            video=getattr(args, "video", None), strength=getattr(args, "strength", None), mask=getattr(args, "mask", None),
+            reference_images=list(getattr(args, "reference_image", None) or []),
+            last_image=getattr(args, "last_image", None),
         )  # fmt: skip
 
 
@@ -101,6 +109,7 @@ class Plan:
     steps: int
     guidance: float
     fps: float
+    inputs: dict[str, Any] = field(default_factory=dict)  # video, strength, mask, reference_images, last_image
 
 
 def plan_generation(req: GenerateRequest, say: Messages, *, info: ModelInfo | None = None) -> Plan:
@@ -116,6 +125,7 @@ def plan_generation(req: GenerateRequest, say: Messages, *, info: ModelInfo | No
         if not _needs_network(r.source):
             _resolve(r)  # a missing or pickled local file fails here, in milliseconds
     image = load_image(req.image) if req.task == "i2v" else None
+    inputs = _load_inputs(req)
     _warn_strengths(say, loras)
 
     info = info or model_info(req.model, req.task)
@@ -131,9 +141,10 @@ def plan_generation(req: GenerateRequest, say: Messages, *, info: ModelInfo | No
         raise VidloraError(f"--flow-shift: the scheduler of {info.source} has no flow shift")
     check_flow_shift(req.flow_shift, info)  # the parser refuses <= 0 too; this covers the demo's path
 
-    frames, note = round_frames(req.frames or info.default_frames, info)
+    frames, note = round_frames(req.frames or _video_frames(inputs, info) or info.default_frames, info)
     if note:
         say.note(note)
+    _fit_inputs(inputs, info, frames, say)
     w, h = req.size or info.default_size
     width, height, note = round_size(w, h, info)
     if note:
@@ -150,7 +161,61 @@ def plan_generation(req: GenerateRequest, say: Messages, *, info: ModelInfo | No
     if fps <= 0:
         raise VidloraError(f"--fps must be > 0; got {fps:g}")
     return Plan(request=req, info=info, out=out, image=image, loras=loras, frames=frames, width=width,
-                height=height, steps=steps, guidance=guidance, fps=fps)  # fmt: skip
+                height=height, steps=steps, guidance=guidance, fps=fps, inputs=inputs)  # fmt: skip
+
+
+def _load_inputs(req: GenerateRequest) -> dict[str, Any]:
+    """The run's extra inputs, read (files checked) before the model's configs."""
+    from ..pipelines.video_input import load_video
+
+    inputs: dict[str, Any] = {}
+    if req.video is not None:
+        inputs["video"] = load_video(req.video)
+    if req.strength is not None:
+        inputs["strength"] = float(req.strength)
+    if req.reference_images:
+        inputs["reference_images"] = [load_image(p) for p in req.reference_images]
+    if req.last_image is not None:
+        inputs["last_image"] = load_image(req.last_image)
+    if req.mask is not None:
+        inputs["mask"] = req.mask  # read once the frame count is known (_fit_inputs)
+    return inputs
+
+
+def _video_frames(inputs: dict[str, Any], info: ModelInfo) -> int | None:
+    """A v2v run's frame count: the input video's, down to the model's k * step + 1."""
+    video = inputs.get("video")
+    if video is None:
+        return None
+    return (len(video) - 1) // info.frame_step * info.frame_step + 1
+
+
+def _fit_inputs(inputs: dict[str, Any], info: ModelInfo, frames: int, say: Messages) -> None:
+    from ..pipelines.family_inputs import accepted_inputs
+    from ..pipelines.video_input import load_mask
+
+    takes = accepted_inputs(info)
+    flags = {"video": "--video", "strength": "--strength", "mask": "--mask", "reference_images": "--reference-image",
+             "last_image": "--last-image"}  # fmt: skip
+    extra = [flags[k] for k in inputs if k not in takes]
+    if extra:
+        raise VidloraError(f"{', '.join(extra)}: {info.family} ({info.pipeline_class}) does not take it")
+    transformer = (info.configs or {}).get("transformer") or {}
+    if "last_image" in inputs and info.arch == "wan" and not transformer.get("pos_embed_seq_len"):
+        # FLF2V embeds both frames' CLIP tokens with learned positions the I2V models lack
+        raise VidloraError(f"--last-image needs a first-last-frame model (Wan 2.1 FLF2V: pos_embed_seq_len in its "
+                           f"transformer config); {info.source} is {info.family}")  # fmt: skip
+    video = inputs.get("video")
+    if video is not None:
+        if len(video) < frames:
+            raise VidloraError(f"--video has {len(video)} frames; {frames} were asked (--frames)")
+        if len(video) > frames:
+            say.note(f"--video: using its first {frames} of {len(video)} frames ({info.family} takes {info.frame_step}k+1)")
+        inputs["video"] = video[:frames]
+    if "mask" in inputs:
+        if video is None:
+            raise VidloraError("--mask marks where VACE regenerates the input video: give it with v2v --video")
+        inputs["mask"] = load_mask(inputs["mask"], frames)
 
 
 def check_output(out: Path, overwrite: bool) -> Path:

@@ -16,7 +16,8 @@ from ..tiny.configs import TINY_MARKER_FILE, TINY_PIPELINE_KINDS
 
 __all__ = ["read_configs", "has_component"]
 
-_TINY_FOR_TASK = {"t2v": "wan-t2v", "i2v": "wan-i2v"}
+# plain "tiny" per task: v2v runs the Wan T2V transformer in WanVideoToVideoPipeline
+_TINY_FOR_TASK = {"t2v": "wan-t2v", "i2v": "wan-i2v", "v2v": "wan-t2v", "animate": "wan-animate"}
 # The config files model_info reads (a Hub id fetches only these).
 _CONFIG_FILES = {
     "transformer": "transformer/config.json",

@@ -5,20 +5,23 @@ before torch is imported."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vidlora.errors import SourceError, VidloraError
 
 from .configs import has_component, read_configs
+from .family_info import FAMILY_PIPELINES, family_settings
 
 __all__ = ["DEFAULT_MODELS", "FLOW_SHIFT_KEYS", "ModelInfo", "model_info"]
 
 DEFAULT_MODELS = {
     "i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
     "t2v": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+    "v2v": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",  # its transformer, in WanVideoToVideoPipeline
 }
-_TASKS = ("t2v", "i2v")
+# "animate": Wan 2.2 Animate's pose + face driven generation, from the Python API only
+_TASKS = ("t2v", "i2v", "v2v", "animate")
 
 # pipeline class -> (arch, task). Classes outside this table are refused by name.
 _PIPELINES = {
@@ -53,7 +56,12 @@ class ModelInfo:
     is_tiny: the embedded tiny model. prompt_template: the Hunyuan prompt template
     with a crop_start for this model's tokenizer (None: the pipeline's default).
     default_size (w, h), default_frames, default_steps, default_guidance: settings the
-    model is made for. dropped_frames: leading frames the pipeline decodes and then
+    model is made for. label: the family ("Wan", "Wan VACE", "SkyReels V2", "FramePack",
+    "HunyuanVideo 1.5", ...); tasks: every task the pipeline class runs (VACE: t2v, i2v,
+    v2v). trims_frames: the pipeline may return more frames than asked (FramePack's
+    sections), generate keeps the first ones. guidance_by_guider: CFG goes through the
+    pipeline's guider component (HunyuanVideo 1.5). crop_start: the tiny HunyuanVideo
+    1.5's count of system-prompt tokens its pipeline drops (its marker says). dropped_frames: leading frames the pipeline decodes and then
     drops (HunyuanVideo I2V "latent_concat": 4, the image's own latent frame);
     ``generate`` asks for that many more so the video has the frames requested.
     vae_spatial / vae_temporal: the VAE's compression factors; patch (t, h, w): the
@@ -89,12 +97,18 @@ class ModelInfo:
     vae_temporal: int = 4
     patch: tuple[int, int, int] = (1, 2, 2)
     rope_max_seq_len: int | None = None
+    label: str = ""
+    tasks: tuple[str, ...] = ()
+    trims_frames: bool = False
+    guidance_by_guider: bool = False
+    crop_start: int | None = None
     configs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def family(self) -> str:
         """A short human name: "Wan 2.1 I2V (width 5120)", "HunyuanVideo T2V (width 3072)"."""
-        name = "Wan " + self.version if self.arch == "wan" else "HunyuanVideo"
+        base = "Wan " + self.version if self.arch == "wan" else "HunyuanVideo"
+        name = base if self.label in ("", "Wan", "HunyuanVideo") else self.label
         experts = " A14B (two experts)" if self.two_experts else ""
         return f"{name}{experts} {self.task.upper()} (width {self.width})" + (" [tiny]" if self.is_tiny else "")
 
@@ -112,6 +126,13 @@ def model_info(model: str | os.PathLike | None, task: str) -> ModelInfo:
     source = DEFAULT_MODELS[task] if model is None else os.fspath(model)
     location, configs = read_configs(source.strip(), task)
     info = _describe(source, location, configs, task)
+    if task == "animate" and info.task != "animate":
+        raise VidloraError(f"{source} is a {info.family} model ({info.pipeline_class}); animate needs Wan 2.2 Animate")
+    if info.task == "animate" and task != "animate":
+        raise VidloraError(
+            f"{source} is Wan 2.2 Animate ({info.pipeline_class}): it animates a character image from pose and face "
+            "videos, which a one-line command cannot carry; run it from Python (README: Wan 2.2 Animate)"
+        )
     if info.task != task:
         wanted = "image-to-video" if task == "i2v" else "text-to-video"
         example = DEFAULT_MODELS[task]
@@ -125,14 +146,25 @@ def model_info(model: str | os.PathLike | None, task: str) -> ModelInfo:
 def _describe(source: str, location: str, configs: dict[str, Any], wanted_task: str) -> ModelInfo:
     index = configs["model_index"]
     cls = index.get("_class_name")
-    if cls not in _PIPELINES:
-        supported = ", ".join(sorted(_PIPELINES))
+    if cls not in _PIPELINES and cls not in FAMILY_PIPELINES:
+        supported = ", ".join(sorted((*_PIPELINES, *FAMILY_PIPELINES)))
+        if cls == "WanAnimate2Pipeline":
+            raise VidloraError(f"{source} is Wan2.2-Animate-2 ({cls}), which vidlora does not support yet: it has "
+                               "a naming of its own and no LoRA ecosystem")  # fmt: skip
         raise VidloraError(f"{source} is a {cls or 'non-diffusers'} pipeline; vidlora runs {supported}")
     if cls == "WanPipeline" and index.get("expand_timesteps") and wanted_task == "i2v":
         # Wan 2.2 TI2V 5B ships as a WanPipeline; diffusers runs its image-to-video mode
         # by loading the same folder into WanImageToVideoPipeline.
         cls = "WanImageToVideoPipeline"
-    arch, task = _PIPELINES[cls]
+    if cls == "WanPipeline" and wanted_task == "v2v":
+        # video-to-video is the T2V transformer in WanVideoToVideoPipeline (diffusers' own recipe)
+        cls = "WanVideoToVideoPipeline"
+    if cls in FAMILY_PIPELINES:
+        arch, tasks, label = FAMILY_PIPELINES[cls]
+        task = wanted_task if wanted_task in tasks else tasks[0]
+    else:
+        arch, task = _PIPELINES[cls]
+        tasks, label = (task,), ("Wan" if arch == "wan" else "HunyuanVideo")
     transformer = configs.get("transformer") or configs.get("transformer_2")
     if not transformer:
         raise SourceError(f"{source}: model_index.json lists no transformer config ({location})")
@@ -145,11 +177,15 @@ def _describe(source: str, location: str, configs: dict[str, Any], wanted_task: 
     common = dict(
         source=source, location=location, pipeline_class=cls, arch=arch, task=task, width=width,
         flow_shift_key=shift_key, default_flow_shift=float(shift) if shift is not None else None,
-        is_tiny=bool(marker), prompt_template=marker.get("prompt_template"), configs=configs,
+        is_tiny=bool(marker), prompt_template=marker.get("prompt_template"), configs=configs, label=label,
+        tasks=tasks, crop_start=marker.get("crop_start"),
     )
     if arch == "wan":
-        return _describe_wan(index, transformer, vae, common)
-    return _describe_hunyuan(transformer, vae, common)
+        info = _describe_wan(index, transformer, vae, common)
+    else:
+        info = _describe_hunyuan(transformer, vae, common)
+    extra = family_settings(cls, transformer, info.is_tiny)
+    return replace(info, **extra) if extra else info
 
 
 def _describe_wan(index: dict[str, Any], transformer: dict[str, Any], vae: dict[str, Any], common: dict[str, Any]) -> ModelInfo:

@@ -15,7 +15,9 @@ __all__ = [
     "t5_tokenizer",
     "clip_tokenizer",
     "llama_tokenizer",
+    "qwen_chat_tokenizer",
     "tiny_prompt_template",
+    "hunyuan15_crop_start",
 ]
 
 _T5_SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2 = UMT5's pad / eos defaults
@@ -72,6 +74,34 @@ def llama_tokenizer(extra_specials: list[str]):
                            pad_token="<|pad|>", unk_token="<unk>")  # fmt: skip
 
 
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
+# Qwen2.5's chat layout, the part HunyuanVideo 1.5's pipeline uses (system + user + the
+# assistant's opening); it formats prompts with apply_chat_template
+_QWEN_CHAT = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+              "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # fmt: skip
+
+
+def qwen_chat_tokenizer():
+    """Qwen2.5's special tokens and chat template over UTF-8 bytes (HunyuanVideo 1.5's
+    Qwen2.5-VL text encoder), in place of the real vocabulary."""
+    tokenizer = _byte_tokenizer(_QWEN_SPECIALS, template="$A", max_length=LLAMA_POSITIONS, pad_token="<|endoftext|>",
+                                eos_token="<|im_end|>", unk_token="<unk>")  # fmt: skip
+    tokenizer.chat_template = _QWEN_CHAT
+    return tokenizer
+
+
+def hunyuan15_crop_start(pipe) -> int:
+    """How many leading text-encoder outputs HunyuanVideo 1.5 should drop for ``pipe``'s
+    tokenizer (its system prompt and the user turn's opening): the pipeline's own 108
+    counts the real Qwen tokenizer's tokens."""
+    from diffusers.pipelines.hunyuan_video1_5.pipeline_hunyuan_video1_5 import format_text_input
+
+    marker = "\x00"
+    messages = format_text_input([marker], pipe.system_message)[0]
+    text = pipe.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return len(pipe.tokenizer(text.split(marker, 1)[0])["input_ids"])
+
+
 def tiny_prompt_template(kind: str, tokenizer) -> dict[str, Any]:
     """The Hunyuan prompt template with positions counted for ``tokenizer``.
 
@@ -83,6 +113,8 @@ def tiny_prompt_template(kind: str, tokenizer) -> dict[str, Any]:
     """
     if kind == "hunyuan-t2v":
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+    elif kind == "framepack":
+        from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import DEFAULT_PROMPT_TEMPLATE
     else:
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import DEFAULT_PROMPT_TEMPLATE
     template = DEFAULT_PROMPT_TEMPLATE["template"]

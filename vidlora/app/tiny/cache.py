@@ -69,7 +69,11 @@ def _version(package: str) -> str:
 
 
 def _extras(kind: str, pipe) -> dict[str, Any]:
-    if kind.startswith("hunyuan"):
+    if kind.startswith("hunyuan1.5"):
+        from .byte_tokenizers import hunyuan15_crop_start
+
+        return {"crop_start": hunyuan15_crop_start(pipe)}
+    if kind.startswith("hunyuan") or kind == "framepack":
         from .byte_tokenizers import tiny_prompt_template
 
         return {"prompt_template": tiny_prompt_template(kind, pipe.tokenizer)}

@@ -17,6 +17,7 @@ __all__ = [
     "TINY_BUILD",
     "TINY_SEEDS",
     "HUNYUAN_I2V_TRANSFORMER",
+    "TINY_TRANSFORMER_CLASSES",
 ]
 
 # Wan: 2 heads x 12 = width 24, FFN 40. text_dim 32 matches the tiny UMT5 (d_model 32);
@@ -66,14 +67,58 @@ TINY_TRANSFORMER_CONFIGS: dict[str, dict[str, Any]] = {
     ),
 }
 
+_HY = TINY_TRANSFORMER_CONFIGS["hunyuan-t2v"]
+TINY_TRANSFORMER_CONFIGS.update({
+    # Wan VACE: control branch on layers 0 and 2; its input is 16 latent + 16 reactive latent +
+    # 64 mask channels (the VAE's 8 x 8 pixels folded into channels) = 96, as the real model.
+    "wan-vace": dict(_WAN_BASE, vace_layers=[0, 2], vace_in_channels=96),
+    "skyreels-v2": dict(_WAN_BASE),
+    # Diffusion Forcing 1.3B injects the fps (inject_sample_info), so the tiny DF model does too
+    "skyreels-v2-df": dict(_WAN_BASE, inject_sample_info=True),
+    # Wan 2.2 Animate: Wan 2.1 I2V blocks (image k/v), 4 blocks with a face adapter after every
+    # second; a motion encoder for 32 px faces.
+    "wan-animate": dict(
+        _WAN_BASE, num_layers=4, in_channels=36, latent_channels=16, image_dim=32, added_kv_proj_dim=24,
+        motion_encoder_channel_sizes={"4": 16, "8": 16, "16": 16, "32": 16}, motion_encoder_size=32,
+        motion_style_dim=8, motion_dim=4, motion_encoder_dim=16, face_encoder_hidden_dim=16, face_encoder_num_heads=2,
+        inject_face_latents_blocks=2,
+    ),
+    # FramePack: HunyuanVideo's tiny blocks at patch 2 (its history embedders assume it), a
+    # SigLIP image projection of the tiny SigLIP tower (hidden 16)
+    "framepack": dict(_HY, patch_size=2, has_image_proj=True, image_proj_dim=16, has_clean_x_embedder=True),
+    # HunyuanVideo 1.5: 2 heads x 8 = width 16; input 4 noise + 4 image + 1 mask channels;
+    # text widths of the tiny Qwen2.5-VL (16) and ByT5 (32) encoders, SigLIP 12
+    "hunyuan1.5-t2v": dict(
+        in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=2, num_refiner_layers=1,
+        mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16, text_embed_2_dim=32, image_embed_dim=12,
+        # target_size: the I2V pipeline sizes its video from the image, in buckets around it
+        rope_axes_dim=(2, 2, 4), target_size=32, task_type="t2v",
+    ),
+})
+TINY_TRANSFORMER_CONFIGS["hunyuan1.5-i2v"] = dict(TINY_TRANSFORMER_CONFIGS["hunyuan1.5-t2v"], task_type="i2v")
+
+# tiny transformer kind -> diffusers class (the Wan and Hunyuan kinds by prefix)
+TINY_TRANSFORMER_CLASSES = {
+    "wan-vace": "WanVACETransformer3DModel", "skyreels-v2": "SkyReelsV2Transformer3DModel",
+    "skyreels-v2-df": "SkyReelsV2Transformer3DModel", "wan-animate": "WanAnimateTransformer3DModel",
+    "framepack": "HunyuanVideoFramepackTransformer3DModel", "hunyuan1.5-t2v": "HunyuanVideo15Transformer3DModel",
+    "hunyuan1.5-i2v": "HunyuanVideo15Transformer3DModel", "wan-t2v": "WanTransformer3DModel",
+    "wan-i2v": "WanTransformer3DModel", "hunyuan-t2v": "HunyuanVideoTransformer3DModel",
+}  # fmt: skip
+
 # HunyuanVideo I2V ("latent_concat", as the released I2V model): the transformer reads
 # noise latents + image latents + 1 mask channel = 2 * 4 + 1.
 HUNYUAN_I2V_TRANSFORMER: dict[str, Any] = dict(
     TINY_TRANSFORMER_CONFIGS["hunyuan-t2v"], in_channels=9, image_condition_type="latent_concat"
 )
 
-TINY_PIPELINE_KINDS = ("wan-t2v", "wan-i2v", "wan2.2-t2v-a14b", "hunyuan-t2v", "hunyuan-i2v")
-TINY_PIPELINE_TASKS = {kind: ("i2v" if kind.endswith("i2v") else "t2v") for kind in TINY_PIPELINE_KINDS}
+# kind -> the task it is loaded for (VACE also takes i2v / v2v; Wan Animate runs from Python)
+TINY_PIPELINE_TASKS = {
+    "wan-t2v": "t2v", "wan-i2v": "i2v", "wan2.2-t2v-a14b": "t2v", "hunyuan-t2v": "t2v", "hunyuan-i2v": "i2v",
+    "wan-vace": "t2v", "wan-vace-a14b": "t2v", "skyreels-v2-t2v": "t2v", "skyreels-v2-df": "t2v",
+    "wan-animate": "animate", "framepack": "i2v", "hunyuan1.5-t2v": "t2v", "hunyuan1.5-i2v": "i2v",
+}  # fmt: skip
+TINY_PIPELINE_KINDS = tuple(TINY_PIPELINE_TASKS)
 # Written into every tiny pipeline folder: pipelines.model_info reads it, so a tiny folder
 # given as a path behaves exactly like --model tiny.
 TINY_MARKER_FILE = "vidlora_tiny.json"

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .configs import TINY_SEEDS, TINY_TRANSFORMER_CONFIGS
+from .configs import TINY_SEEDS, TINY_TRANSFORMER_CLASSES, TINY_TRANSFORMER_CONFIGS
 
 __all__ = ["tiny_transformer", "tiny_transformer_inputs", "randomized", "seeded"]
 
@@ -27,10 +27,9 @@ def tiny_transformer(kind: str = "wan-t2v", seed: int = 0, dtype: torch.dtype = 
     """
     if kind not in TINY_TRANSFORMER_CONFIGS:
         raise ValueError(f"unknown tiny transformer {kind!r}; expected one of {sorted(TINY_TRANSFORMER_CONFIGS)}")
-    if kind.startswith("wan"):
-        from diffusers import WanTransformer3DModel as cls
-    else:
-        from diffusers import HunyuanVideoTransformer3DModel as cls
+    import diffusers
+
+    cls = getattr(diffusers, TINY_TRANSFORMER_CLASSES[kind])
     return randomized(cls, TINY_TRANSFORMER_CONFIGS[kind], seed, dtype)
 
 
