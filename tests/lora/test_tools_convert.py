@@ -211,6 +211,16 @@ def test_metadata_carried_with_source_sha256(tmp_path):
     assert out.modules["blocks.0.attn1.to_q"].scale == pytest.approx(1.0 / 4)
 
 
+def test_skipped_text_encoder_keys_are_reported(tmp_path):
+    model = tiny("hunyuan-t2v")
+    truth = random_truth(model, seed=14, paths=["transformer_blocks.0.attn.to_out.0"])
+    extra = {"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.randn(2, 8)}
+    src = write_lora(tmp_path / "te.safetensors", truth, "H2", extra=extra)
+    report = convert_lora(src, tmp_path / "out.safetensors", to="comfyui")
+    assert any("1 keys the reader skips are not carried (text-encoder key" in n for n in report.notes)
+    assert not any(k.startswith("lora_te") for k in load_file(tmp_path / "out.safetensors"))
+
+
 def test_rslora_scale_kept_as_alpha(tmp_path):
     model = tiny("wan-t2v")
     truth = random_truth(model, seed=6, paths=["blocks.0.attn1.to_q"], rank=9)

@@ -166,6 +166,8 @@ def test_refusals_and_projection(tmp_path):
     assert report.projected_seconds("wan2.1-t2v-14b") == pytest.approx(rate * weights_14b, rel=1e-9)
     with pytest.raises(VidloraError, match="exists"):
         extract_lora(base, tuned, tmp_path / "l.safetensors", rank=4, progress=False)
+    with pytest.raises(VidloraError, match="include_diff needs a naming with diff keys"):
+        extract_lora(base, tuned, tmp_path / "d.safetensors", to="diffusers", include_diff=True, progress=False)
 
 
 _CHILD = textwrap.dedent("""

@@ -211,5 +211,13 @@ def convert_lora(
         modules=sum(len(p.modules) for p in parts.values()),
         deltas=sum(len(p.deltas) for p in parts.values()),
         dropped=[d for r in renders for d in r.dropped],
-        notes=[n for r in renders for n in r.notes],
+        notes=[n for r in renders for n in r.notes] + _skipped_note(parts),
     )
+
+
+def _skipped_note(parts: dict[str | None, LoRAFile]) -> list[str]:
+    """What the reader skipped on purpose (text-encoder keys...): not carried, said so."""
+    ignored = [item for p in parts.values() for item in p.ignored]
+    if not ignored:
+        return []
+    return [f"{len(ignored)} keys the reader skips are not carried ({ignored[0][1]}: e.g. {ignored[0][0]})"]

@@ -249,6 +249,9 @@ def extract_lora(
         raise VidloraError(f"rank must be a positive integer; got {rank!r}")
     if to not in TARGETS:
         raise VidloraError(f"unknown target naming {to!r}; expected one of {', '.join(TARGETS)}")
+    if include_diff and to == "diffusers":  # said before the work, not after minutes of SVDs
+        raise VidloraError("include_diff needs a naming with diff keys (comfyui, musubi, original); the diffusers "
+                           "naming has none")  # fmt: skip
     check_destinations([dst], overwrite, [os.fspath(base), os.fspath(tuned)])
     bases, tuneds = open_checkpoints(base), open_checkpoints(tuned)
     if set(bases) != set(tuneds):
