@@ -73,7 +73,7 @@ def test_loras_lists_the_folder(files, capsys):
     assert [(r["name"], r["scheme"], r["trigger_words"]) for r in rows] == [("wan/motion", "W3", ["zoom"])]
     assert len(rows[0]["sha256"]) == 64
     assert main(["loras", "--lora-dir", "loras"]) == 0
-    assert "wan/motion  Wan (width 24)" in capsys.readouterr().out
+    assert "wan/motion  Wan (width 24)  -  LoRA rank 4-6" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -95,7 +95,8 @@ def test_the_video_equals_the_cli_and_the_lora_order_does_not_matter(server, lor
 
 
 def test_two_sets_alternating_load_at_most_once_per_replica(server, tmp_path):
-    sets = {"a": [{"model": "motion.safetensors"}], "b": [{"model": "motion_b.safetensors"}]}
+    # "motion": a name found in the --lora-dir folder, as ComfyUI lists its LoRAs
+    sets = {"a": [{"model": "motion"}], "b": [{"model": "motion_b.safetensors"}]}
     seen = []
     for i in range(8):
         name = "ab"[i % 2]

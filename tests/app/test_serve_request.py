@@ -135,3 +135,18 @@ def test_config_checks():
         ServeConfig(lora_dirs=("/no/such/folder",))
     with pytest.raises(Exception, match="max_frames"):
         ServeLimits(max_frames=0)
+
+
+def test_a_name_found_in_a_lora_folder_must_lie_in_the_roots(roots):
+    from vidlora.app.serve.policy import check_resolved
+    from vidlora.lora.sources import ResolvedSource
+
+    root, outside = roots
+    cfg = ServeConfig(host="0.0.0.0", token="t", lora_dirs=(str(root),))
+    check_resolved(ResolvedSource(path=root / "motion.safetensors", sha256="", origin=str(root / "motion.safetensors")),
+                   cfg, "lora[0]")  # fmt: skip
+    check_resolved(ResolvedSource(path=outside, sha256="", origin="hf:owner/repo/x.safetensors"), cfg, "lora[0]")
+    with pytest.raises(RequestError) as info:  # e.g. found through VIDLORA_LORA_DIRS, outside --lora-dir
+        check_resolved(ResolvedSource(path=outside, sha256="", origin=str(outside)), cfg, "lora[0]")
+    assert info.value.status == 403 and "outside the --lora-dir" in info.value.message
+    check_resolved(ResolvedSource(path=outside, sha256="", origin=str(outside)), ServeConfig(), "lora[0]")  # loopback

@@ -76,10 +76,10 @@ def test_twelve_jobs_on_two_workers(sweep12, loras):
     from PIL import Image
 
     sheet = Image.open(out / CONTACT_SHEET)
-    from vidlora.app.sweep.report import _HEADER_H, _LABEL_W, _THUMB_H
+    from vidlora.app.sweep.report import HEADER_H, LABEL_W, THUMB_H
 
-    assert sheet.height >= _HEADER_H + 3 * _THUMB_H and sheet.width >= _LABEL_W + 4 * 3 * _THUMB_H
-    cell = np.asarray(sheet)[_HEADER_H: _HEADER_H + _THUMB_H, _LABEL_W: _LABEL_W + _THUMB_H]
+    assert sheet.height >= HEADER_H + 3 * THUMB_H and sheet.width >= LABEL_W + 4 * 3 * THUMB_H
+    cell = np.asarray(sheet)[HEADER_H: HEADER_H + THUMB_H, LABEL_W: LABEL_W + THUMB_H]
     assert cell.std() > 1  # frames, not an empty grey cell
     page = (out / INDEX).read_text()
     assert page.count("<video ") == 12 and all(f'src="{ln["file"]}"' in page for ln in lines)

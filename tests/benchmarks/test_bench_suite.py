@@ -124,7 +124,7 @@ def test_loop_benchmark_rows(monkeypatch):
 
     monkeypatch.setattr(loop_bench, "LAYERS", 1)
     ctx = RunContext("run-1", "cpu", quick=True, out_dir=None)
-    rows = list(loop_bench.run(ctx, repeats=1, warmup=0, big=False))
+    rows = list(loop_bench.run(ctx, repeats=1, warmup=0, big=False, threads=(2,)))
     assert check_rows(rows) == []
     goals = {g["method"]: g for g in rows if g.get("kind") == "goal"}
     assert set(goals) == {"vidlora attach+add", "vidlora remove+add"}
@@ -132,4 +132,4 @@ def test_loop_benchmark_rows(monkeypatch):
     assert goals["vidlora remove+add"]["baseline"] == "diffusers delete_adapters+load"
     swap = [r for r in rows if r["case"].startswith("swap") and r.get("kind") != "goal"]
     assert all(r["check_rel_diff"] <= loop_bench._AGREE for r in swap)  # both sides ended with the same adapters
-    assert all(r["fused_units"] and r["threads"] == 2 for r in rows)
+    assert all(r["fused_units"] and r["threads"] in (1, 2) for r in rows)

@@ -22,7 +22,7 @@ import vidlora
 from vidlora.app.tiny import TINY_TRANSFORMER_CONFIGS, build_tiny_pipeline, tiny_transformer
 from vidlora.app.tiny.models import randomized as _randomized
 from vidlora.app.tiny import tiny_prompt_template, tiny_transformer_inputs
-from vidlora.model import inventory
+from vidlora.model import inventory, spec_for_model
 from vidlora.runtime.parallel import CPU_LSE_BACKEND
 
 from helpers.models import random_lora
@@ -39,7 +39,9 @@ def _lora(model, seed, extra=(), deltas=()):
     """A LoRA on every block Linear plus ``extra`` Linears (e.g. the hooked proj_out)."""
     paths = [n for n, m in model.named_modules()
              if type(m) is nn.Linear and (n.split(".")[0].endswith("blocks") or n in extra)]  # fmt: skip
-    return random_lora(model, seed, inventory(model).family, paths=paths, deltas=list(deltas), name=f"l{seed}")
+    lora = random_lora(model, seed, inventory(model).family, paths=paths, deltas=list(deltas), name=f"l{seed}")
+    lora.arch = spec_for_model(model).name  # the helper knows two archs; derived families have their own
+    return lora
 
 
 def _tokens_seen(model, block):
@@ -76,7 +78,7 @@ def _transformer_case(kind, cp_kwargs, *, when="after", fp8=False, extra=(), del
     h.detach()
 
     model = make()
-    group = "blocks" if kind.startswith("wan") else "transformer_blocks"
+    group = "blocks" if hasattr(model, "blocks") else "transformer_blocks"
     seen, probe = _tokens_seen(model, f"{group}.1")
     if when == "before":  # context parallelism first, then attach / add
         cp = vidlora.context_parallel(model, mesh=mesh, **cp_kwargs)
@@ -223,7 +225,65 @@ def _hunyuan_variants(world):
     }
 
 
-_FAMILIES = {"wan": _wan_variants, "hunyuan": _hunyuan_variants}
+# ---------------------------------------------------------------------------------- derived families
+
+
+def _derived_variants(world):
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from helpers.family_models import family_inputs, family_model
+
+    uly = init_device_mesh("cpu", (1, world), mesh_dim_names=("ring", "ulysses"))
+    ring = init_device_mesh("cpu", (world, 1), mesh_dim_names=("ring", "ulysses"))
+    U = dict(ulysses=world)
+
+    def case(kind, cp, mesh, inputs=None, **kw):
+        return lambda: _transformer_case(kind, cp, mesh=mesh, model_fn=lambda: family_model(kind),
+                                         inputs=inputs or family_inputs(kind), **kw)  # fmt: skip
+
+    sky = family_inputs("skyreels-v2")
+    sky_df = dict(sky, timestep=torch.tensor([[900, 300]]), enable_diffusion_forcing=True)  # 2 latent frames
+    sky_df_odd = dict(sky_df, hidden_states=torch.randn(1, 16, 3, 8, 8), timestep=torch.tensor([[900, 600, 300]]))
+    animate = family_inputs("wan-animate")  # 3 latent frames (reference + 2)
+    g = torch.Generator().manual_seed(3)
+    animate_even = dict(animate, hidden_states=torch.randn(1, 12, 4, 8, 8, generator=g),
+                        pose_hidden_states=torch.randn(1, 4, 3, 8, 8, generator=g),
+                        face_pixel_values=torch.randn(1, 3, 9, 16, 16, generator=g))  # fmt: skip
+    # FramePack's packed sequence, 5 latent frames of 4 x 4 (patch 2): 20 latent + 16 clean
+    # (4 frames) + 2 (2x history, 4 frames) + 4 (4x history, 16 frames) = 42 tokens (the
+    # tiny inputs' 3 frames make 12 + 8 + 1 + 2 = 23, which does not divide: error_framepack_tokens)
+    f, g = 5, torch.Generator().manual_seed(4)
+    framepack = dict(family_inputs("framepack"), hidden_states=torch.randn(1, 4, f, 4, 4, generator=g),
+                     indices_latents=torch.arange(f), latents_clean=torch.randn(1, 4, f - 1, 4, 4, generator=g),
+                     indices_latents_clean=torch.arange(f - 1),
+                     latents_history_2x=torch.randn(1, 4, f - 1, 4, 4, generator=g),
+                     indices_latents_history_2x=torch.arange(f - 1),
+                     latents_history_4x=torch.randn(1, 4, (f - 1) * 4, 4, 4, generator=g),
+                     indices_latents_history_4x=torch.arange((f - 1) * 4))  # fmt: skip
+    hy15 = family_inputs("hunyuan1.5")
+    hy15["encoder_attention_mask"][:, 4:] = 0  # 4 real MLLM tokens, 2 padding
+    return {
+        "vace_ulysses_hooked_added_after": case("wan-vace", U, uly, when="before", extra=("proj_out",)),
+        "vace_ring_after_attach": case("wan-vace", CPU_RING, ring, when="after", schedule=True),
+        "skyreels_ulysses": case("skyreels-v2", U, uly, when="before", extra=("proj_out",)),
+        "skyreels_i2v_ulysses": case("skyreels-v2-i2v", U, uly, when="after"),
+        "skyreels_ring": case("skyreels-v2", CPU_RING, ring, when="before"),
+        "skyreels_diffusion_forcing": case("skyreels-v2", U, uly, inputs=sky_df, when="before"),
+        "animate_ulysses": case("wan-animate", U, uly, inputs=animate_even, when="before", extra=("proj_out",)),
+        "animate_ring": case("wan-animate", CPU_RING, ring, inputs=animate_even, when="after"),
+        "framepack_ulysses_hooked_added_after": case("framepack", U, uly, inputs=framepack, when="before",
+                                                     extra=("proj_out",)),
+        "framepack_ring": case("framepack", CPU_RING, ring, inputs=framepack, when="after"),
+        "hunyuan15_ulysses_text_padding": case("hunyuan1.5", U, uly, inputs=hy15, when="before", extra=("proj_out",)),
+        "hunyuan15_ring_text_padding": case("hunyuan1.5", CPU_RING, ring, inputs=hy15, when="after"),
+        "error_framepack_tokens": lambda: _error(lambda: _run(_cp(family_model("framepack"), U, uly),
+                                                              family_inputs("framepack"))),
+        "error_skyreels_frames": lambda: _error(lambda: _run(_cp(family_model("skyreels-v2"), U, uly), sky_df_odd)),
+        "error_animate_frames": lambda: _error(lambda: _run(_cp(family_model("wan-animate"), U, uly), animate)),
+    }
+
+
+_FAMILIES = {"wan": _wan_variants, "hunyuan": _hunyuan_variants, "derived": _derived_variants}
 
 
 def main(argv: list[str]) -> None:

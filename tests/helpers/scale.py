@@ -49,7 +49,7 @@ def scale_loras(folder: Path) -> dict[str, Path]:
     from vidlora.app.tiny import write_demo_assets
 
     folder.mkdir(parents=True, exist_ok=True)
-    assets = write_demo_assets(folder / "demo")
+    assets = write_demo_assets(folder.parent / f"{folder.name}-demo")  # beside: one "motion" in the folder
     motion = folder / "motion.safetensors"
     shutil.copy(assets["motion"], motion)
     with safe_open(str(motion), "pt") as f:

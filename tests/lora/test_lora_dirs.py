@@ -79,7 +79,8 @@ def test_list_loras_from_headers_with_a_sha256_cache(folders, tmp_path):
     entries = {e.name: e for e in list_loras([a], cache=cache)}
     assert sorted(entries) == ["Style", "broken", "wan/motion"]
     motion = entries["wan/motion"]
-    assert (motion.scheme, motion.family, motion.rank, motion.alpha) == ("W3", "Wan (width 24)", [4, 5, 6], 2.0)
+    assert (motion.scheme, motion.kind, motion.family, motion.rank, motion.alpha) == (
+        "W3", "LoRA", "Wan (width 24)", [4, 5, 6], 2.0)
     assert motion.trigger_words == ["zoom in"] and motion.sha256 is None and not motion.error
     assert "truncated" in entries["broken"].error
     full = read_lora(a / "wan" / "motion.safetensors")

@@ -383,3 +383,30 @@ def test_attach_to_a_missing_gpu_is_a_clear_error_and_changes_nothing():
     with pytest.raises(VidloraError, match="no CUDA GPU"):
         vidlora.attach(model, fp8=True, device="cuda")
     assert not any(isinstance(m, LoRALinear) for m in model.modules())
+
+
+def test_adjacent_fusion_groups_are_adopted_without_a_copy():
+    """q/k/v weights that already are consecutive rows of one buffer (a prefused load, or
+    what detach gives back) become the fused weight as is; outputs and detach unchanged."""
+    model = tiny_transformer("wan-t2v", seed=0)
+    inputs = tiny_transformer_inputs("wan-t2v")
+    ref = run(model, inputs)
+    attn = model.blocks[0].attn1
+    lins = [attn.to_q, attn.to_k, attn.to_v]
+    buf = torch.cat([lin.weight.detach() for lin in lins])
+    start = 0
+    for lin in lins:
+        lin.weight.data = buf[start : start + lin.out_features]
+        start += lin.out_features
+    before = state_snapshot(model)
+    h = vidlora.attach(model)
+    assert attn.to_qkv.weight.data_ptr() == buf.data_ptr()  # adopted: no copy
+    cross = model.blocks[0].attn2.to_kv.weight  # separate tensors: concatenated into a new buffer
+    torch.testing.assert_close(run(model, inputs), ref, atol=0, rtol=0)
+    h.detach()
+    after = state_snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # detach hands back row views of one buffer, so a second attach copies nothing either
+    h2 = vidlora.attach(model)
+    assert model.blocks[0].attn2.to_kv.weight.data_ptr() == cross.data_ptr()
+    h2.detach()

@@ -9,11 +9,15 @@ models against the one-process result (tests/runtime/test_context_parallel.py).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .parallel_plan import CPPlan, Gather, Split, config_value, patched_tokens
 
-__all__ = ["WAN_CP", "HUNYUAN_CP", "WAN_VACE_CP", "SKYREELS_V2_CP", "WAN_ANIMATE_CP", "wan_tokens", "hunyuan_tokens"]
+__all__ = [
+    "WAN_CP", "HUNYUAN_CP", "WAN_VACE_CP", "SKYREELS_V2_CP", "WAN_ANIMATE_CP", "FRAMEPACK_CP", "HUNYUAN_VIDEO_15_CP",
+    "wan_tokens", "hunyuan_tokens",
+]  # fmt: skip
 
 
 def wan_tokens(config: Any, inputs) -> int:
@@ -137,4 +141,65 @@ WAN_ANIMATE_CP = CPPlan(
     local_attention=("face_adapter.*",),
     tokens=wan_tokens,
     check=_animate_check,
+)
+
+
+_HISTORY = (("latents_clean", "indices_latents_clean", 1, False), ("latents_history_2x", "indices_latents_history_2x",
+            2, True), ("latents_history_4x", "indices_latents_history_4x", 4, True))  # fmt: skip
+
+
+def _framepack_tokens(config: Any, inputs) -> int:
+    """The packed sequence: the history latents (clean at 1 x 2 x 2, 2x and 4x downsampled,
+    padded up to their kernels) before the latent's own tokens."""
+    tokens = hunyuan_tokens(config, inputs)
+    for latents, indices, f, padded in _HISTORY:
+        x = inputs.get(latents)
+        if x is None or inputs.get(indices) is None:
+            continue
+        rounding = math.ceil if padded else math.floor
+        t, h, w = x.shape[-3:]
+        tokens += rounding(t / f) * rounding(h / (2 * f)) * rounding(w / (2 * f))
+    return tokens
+
+
+def _framepack_plan(config: Any):
+    rope = (Split(0, 2), Split(0, 2))
+    singles, doubles = int(config_value(config, "num_single_layers", 0)), int(config_value(config, "num_layers", 1))
+    last = f"single_transformer_blocks.{singles - 1}" if singles else f"transformer_blocks.{doubles - 1}"
+    plan = {
+        "transformer_blocks.0": {"hidden_states": Split(1, 3)},
+        "transformer_blocks.*": {"freqs_cis": rope},
+        # the forward keeps the last latent tokens of the packed sequence (dropping the
+        # history) before norm_out: gathered after the last block, so it slices all of it;
+        # the text stream is gathered too (diffusers' gather takes every output; it is unused)
+        last: (Gather(1, 3), Gather(1, 3)),
+    }
+    if singles:
+        plan["single_transformer_blocks.*"] = {"image_rotary_emb": rope}
+    return plan
+
+
+# FramePack (HunyuanVideo blocks): the forward packs the history latents and the latent's
+# own tokens into one sequence with one rotary table, so both are split where every block
+# reads them (each block cuts the whole table again: a view), and gathered after the last
+# block. Text as in HunyuanVideo: whole on every rank, through the joint processor.
+FRAMEPACK_CP = CPPlan(
+    plan=_framepack_plan,
+    joint_text=True,
+    joint_under=("transformer_blocks", "single_transformer_blocks"),
+    tokens=_framepack_tokens,
+)
+
+# HunyuanVideo 1.5: double-stream blocks only; its processor masks text queries and keys
+# alike from the text mask [B, T] (the joint processor builds that mask for the gathered
+# sequence). Text (MLLM + ByT5 + image tokens) whole on every rank.
+HUNYUAN_VIDEO_15_CP = CPPlan(
+    plan={
+        "x_embedder": {0: Split(1, 3, output=True)},
+        "rope": {0: Split(0, 2, output=True), 1: Split(0, 2, output=True)},
+        "proj_out": Gather(1, 3),
+    },
+    joint_text=True,
+    joint_under=("transformer_blocks",),
+    tokens=hunyuan_tokens,
 )

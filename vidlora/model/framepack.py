@@ -27,6 +27,7 @@ from .hunyuan_video import (
     SINGLE_LAYOUT,
     hunyuan_scheme_label,
 )
+from .cp_plans import FRAMEPACK_CP
 from .names import NameTable
 from .spec import FamilySpec
 
@@ -68,4 +69,5 @@ FRAMEPACK = FamilySpec(
     scheme_label=hunyuan_scheme_label,
     lineage="hunyuan-video",
     fingerprint="HunyuanVideo blocks plus image_projection / clean_x_embedder",
+    cp_plans={"HunyuanVideoFramepackTransformer3DModel": FRAMEPACK_CP},
 )

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from .hunyuan_video import ADD_QKV, DOUBLE_LAYOUT, QKV, REFINER_LAYOUT, REFINER_NAMES, REFINER_ORIGINAL, REFINER_PATH, spellings
+from .cp_plans import HUNYUAN_VIDEO_15_CP
 from .names import BlockGroup, NameTable
 from .spec import FamilySpec, Signal, lycoris_label
 
@@ -148,4 +149,5 @@ HUNYUAN_VIDEO_15 = FamilySpec(
     diffusers_hint=DIFFUSERS_HINT,
     scheme_label=_scheme_label,
     fingerprint="separate img_attn_q/k/v, double-stream blocks only",
+    cp_plans={"HunyuanVideo15Transformer3DModel": HUNYUAN_VIDEO_15_CP},
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cp_plans import SKYREELS_V2_CP
 from .names import NameTable
 from .spec import FamilySpec
 from .wan import (
@@ -104,4 +105,5 @@ SKYREELS_V2 = FamilySpec(
     lineage="wan",
     fingerprint="Wan blocks plus fps_projection",
     schedule_refused=_SCHEDULE_REFUSED,
+    cp_plans={"SkyReelsV2Transformer3DModel": SKYREELS_V2_CP},
 )

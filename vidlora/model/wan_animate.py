@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cp_plans import WAN_ANIMATE_CP
 from .names import BlockGroup, NameTable
 from .spec import FamilySpec, GroupLayout
 from .wan import (
@@ -107,4 +108,5 @@ WAN_ANIMATE = FamilySpec(
     scheme_label=wan_scheme_label,
     lineage="wan",
     fingerprint="Wan I2V blocks plus face_adapter",
+    cp_plans={"WanAnimateTransformer3DModel": WAN_ANIMATE_CP},
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cp_plans import WAN_VACE_CP
 from .names import NameTable
 from .spec import FamilySpec
 from .wan import (
@@ -97,4 +98,5 @@ WAN_VACE = FamilySpec(
     scheme_label=wan_scheme_label,
     lineage="wan",
     fingerprint="Wan blocks plus the vace_blocks control branch",
+    cp_plans={"WanVACETransformer3DModel": WAN_VACE_CP},
 )

@@ -28,6 +28,10 @@ def _forward_op(ctx, query, key, value, attn_mask=None, dropout_p=0.0, is_causal
     if enable_gqa:
         raise ValueError(f"{CPU_LSE_BACKEND}: grouped-query attention is not supported")
     q, k, v = (x.transpose(1, 2).contiguous() for x in (query, key, value))
+    if k.shape[2] == 0:  # no keys: the kernel divides by their count (SIGFPE); SDPA gives zeros
+        out = q.new_zeros((*q.shape[:-1], v.shape[-1])).transpose(1, 2)
+        lse = q.new_full(q.shape[:-1], float("-inf"), dtype=torch.float32).transpose(1, 2)
+        return (out, lse) if return_lse else out
     if attn_mask is not None and attn_mask.dtype == torch.bool:  # the op takes additive masks only
         attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
     elif attn_mask is not None:

@@ -1,4 +1,5 @@
-"""HunyuanVideo's joint text + video attention with the video tokens split across ranks.
+"""HunyuanVideo's joint text + video attention with the video tokens split across ranks
+(HunyuanVideo 1.0, FramePack and HunyuanVideo 1.5 attend the same way).
 
 HunyuanVideo concatenates the text tokens to the video tokens inside every attention call
 (double blocks: separate projections, one attention; single blocks: one sequence
@@ -13,7 +14,8 @@ while context parallelism is on and does, with u = Ulysses degree, r = ring degr
 * ring (r > 1): the video k/v are all-gathered in the ring group -> [B, S, H/u, D], as
   diffusers' ring does (its only rotate method all-gathers the key/value buffer up front);
 * one attention call over [video, text] keys, in the single process's order, through the
-  model's own backend (any backend: no log-sum-exp is needed), with the model's text mask;
+  model's own backend (any backend: no log-sum-exp is needed), with the model's text mask
+  (HunyuanVideo, FramePack: on the keys; HunyuanVideo 1.5: on queries and keys);
 * the video output goes back by the inverse all-to-all; the text output's heads are
   all-gathered, so every rank carries the whole text stream on to the next block.
 
@@ -116,7 +118,13 @@ class JointCPAttnProcessor:
             lo = cp._ulysses_local_rank * h
             qt, kt, vt = (x[:, :, lo : lo + h] for x in (qt, kt, vt))
             q, k, v = torch.cat([q, qt], dim=1), torch.cat([k, kt], dim=1), torch.cat([v, vt], dim=1)
-            if attention_mask is not None:  # [B, 1, 1, local video + text]: the text part is whole
+            if attention_mask is not None and attention_mask.ndim == 2:
+                # HunyuanVideo 1.5: the text mask [B, T]; its processor masks queries and keys alike
+                keep = attention_mask.bool()
+                q_keep = torch.cat([keep.new_ones((keep.shape[0], q.shape[1] - text)), keep], dim=1)
+                k_keep = torch.cat([keep.new_ones((keep.shape[0], k.shape[1] - text)), keep], dim=1)
+                mask = q_keep[:, None, :, None] & k_keep[:, None, None, :]
+            elif attention_mask is not None:  # HunyuanVideo: [B, 1, 1, local video + text], the text part whole
                 text_mask = attention_mask[..., -text:]
                 video_mask = text_mask.new_ones((*text_mask.shape[:-1], k.shape[1] - text))
                 mask = torch.cat([video_mask, text_mask], dim=-1)

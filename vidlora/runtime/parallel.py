@@ -228,6 +228,8 @@ def _diffusers_plan(plan: CPPlan, model: nn.Module) -> dict:
     from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
     def one(entry):
+        if entry is None:
+            return None
         if isinstance(entry, tuple):
             return tuple(one(e) for e in entry)
         if isinstance(entry, Gather):

@@ -24,7 +24,11 @@ from .offload import refuse_offload_hooks
 from .rank_stack import Part
 from .unit import FusedAway, LoRALinear
 
-__all__ = ["PatchedModel", "find_transformers"]
+__all__ = ["PatchedModel", "find_transformers", "ADOPTS_ADJACENT_ROWS"]
+
+# A fusion group whose weights already are consecutive row blocks of one tensor (what a
+# prefused load and a detach leave) becomes the fused unit's weight as is: no copy.
+ADOPTS_ADJACENT_ROWS = True
 
 
 def _is_transformer(obj) -> bool:
@@ -139,6 +143,29 @@ def _fusion_groups(model: nn.Module, inv: Inventory, targets: set[str]) -> list[
     return groups
 
 
+def _adjacent_rows(ts: list[torch.Tensor]) -> torch.Tensor | None:
+    """One tensor over ``ts`` when they already are consecutive row blocks of one storage
+    (contiguous, same dtype and trailing shape), else None: then the group is copied."""
+    first = ts[0]
+    if first.device.type == "meta":
+        return None
+    storage, offset = first.untyped_storage(), first.storage_offset()
+    step = first.stride(0) if first.dim() > 1 else 1
+    rows = 0
+    for t in ts:
+        if (not t.is_contiguous() or t.dtype != first.dtype or t.shape[1:] != first.shape[1:]
+                or t.untyped_storage().data_ptr() != storage.data_ptr() or t.storage_offset() != offset + rows * step):
+            return None
+        rows += t.shape[0]
+    return first.detach().new_empty(0).set_(storage, offset, (rows, *first.shape[1:]))
+
+
+def _joined(ts: list[torch.Tensor]) -> torch.Tensor:
+    """The rows of ``ts`` as one tensor: adopted without a copy when adjacent, else concatenated."""
+    adopted = _adjacent_rows(ts)
+    return adopted if adopted is not None else torch.cat([t.detach() for t in ts], 0)
+
+
 def _stored_scale(pm: "PatchedModel", unit: LoRALinear) -> torch.Tensor | None:
     """The per-channel scales an FP8 checkpoint stored with the unit's weights (a
     ``weight_scale`` buffer on each original Linear; a part without one counts as 1)."""
@@ -237,10 +264,10 @@ class PatchedModel:
         attn = model.get_submodule(attn_path)
         lins = [model.get_submodule(p) for p in paths]
         requires_grad = lins[0].weight.requires_grad
-        weight = nn.Parameter(torch.cat([lin.weight for lin in lins], 0), requires_grad=requires_grad)
+        weight = nn.Parameter(_joined([lin.weight for lin in lins]), requires_grad=requires_grad)
         bias = None
         if lins[0].bias is not None:
-            bias = nn.Parameter(torch.cat([lin.bias for lin in lins], 0), requires_grad=requires_grad)
+            bias = nn.Parameter(_joined([lin.bias for lin in lins]), requires_grad=requires_grad)
         parts, start = [], 0
         for p, lin in zip(paths, lins):
             parts.append(Part(p, start, start + lin.out_features))

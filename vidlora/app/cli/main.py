@@ -19,9 +19,9 @@ from .parser import EXIT_USER_ERROR, build_parser
 from .stages import StageError, debug_requested
 from .tools_cmd import TOOL_COMMANDS
 
-__all__ = ["main", "EXIT_STAGE_ERROR"]
+__all__ = ["main"]
 
-EXIT_STAGE_ERROR = 1
+_EXIT_STAGE_ERROR = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(e.__cause__)
         hint = "" if debug_requested(args) else " (--debug or VIDLORA_DEBUG=1 prints the traceback)"
         print(f"vidlora: {rank_prefix()}error: {e}{hint}", file=sys.stderr)
-        return EXIT_STAGE_ERROR
+        return _EXIT_STAGE_ERROR
     except KeyboardInterrupt:
         print("vidlora: interrupted", file=sys.stderr)
         return 130

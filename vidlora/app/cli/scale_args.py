@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .tools_cmd import add_lora_dir_arg
+
 __all__ = ["add_scale_commands"]
 
 
@@ -45,6 +47,7 @@ def add_scale_commands(sub, add_common_args) -> None:
     p.add_argument("--address", default=None,
                    help="join this Ray cluster (auto, ray://HOST:10001, ...) instead of starting a local one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_lora_dir_arg(p)
     add_common_args(p)
 
     p = sub.add_parser(
@@ -67,8 +70,8 @@ def add_scale_commands(sub, add_common_args) -> None:
     p.add_argument("--token", default=None,
                    help="bearer token the /v1 routes require (or set VIDLORA_SERVE_TOKEN); needed off loopback")
     p.add_argument("--lora-dir", action="append", default=[], metavar="DIR",
-                   help="folder relative LoRA names are looked up in (repeatable); off loopback the only place "
-                   "local files may come from")  # fmt: skip
+                   help="a LoRA folder (repeatable): requests may name its files by path or name (motion, "
+                   "wan/motion.safetensors); off loopback the only place local files may come from")  # fmt: skip
     p.add_argument("--allow-url-host", action="append", default=[], metavar="HOST",
                    help="off loopback, also allow LoRA/image URLs from HOST (the Hub and Civitai always are)")
     p.add_argument("--allow-any-url", action="store_true", help="off loopback, allow URLs from any host")

@@ -66,7 +66,8 @@ def add_tool_parsers(sub, add_common) -> None:
     p.add_argument("--low", default=None, metavar="FILE",
                    help="join: IN is the Wan 2.2 high-noise LoRA, FILE the low-noise one; writes one two-expert file")
     p.add_argument("--model", default=None,
-                   help="check the LoRA against this model first (a built-in config name, a known Hub id or tiny:KIND)")
+                   help="check the LoRA against this model first and size what the file leaves unsized (a local "
+                   "diffusers folder, a Hub id, a built-in config name or tiny:KIND; configs only, no weights)")
     _common(p, add_common)
 
     p = sub.add_parser("merge", help="bake a stack of LoRAs with strengths into one file",
@@ -92,8 +93,8 @@ def add_tool_parsers(sub, add_common) -> None:
     p.add_argument("--include-diff", action="store_true",
                    help="also store exact diff/diff_b/diff_m for norms, biases, modulation tables, patch embedding")
     p.add_argument("--model", default=None,
-                   help="the real model to project the time for (a built-in config name; default: the 14B / "
-                   "HunyuanVideo config of the checkpoints' family)")  # fmt: skip
+                   help="the model to project the extraction time for (a built-in config name, a Hub id or a local "
+                   "folder; default: Wan 14B / HunyuanVideo for the checkpoints' family)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="where the SVDs run (cpu, cuda)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p, add_common)
@@ -134,12 +135,17 @@ def _run_convert(args) -> int:
 
 
 def _model(name: str):
-    """A built-in config name / known Hub id (shapes only), or tiny:KIND."""
+    """--model: tiny / tiny:KIND, else a local diffusers folder, a built-in config name or a Hub
+    id, as a meta-device transformer (its config alone: no weights)."""
     if name.startswith("tiny"):
         from ..tiny import tiny_transformer
 
         return tiny_transformer(name.split(":", 1)[1] if ":" in name else "wan-t2v")
-    return name
+    from vidlora.model import meta_transformer
+
+    from ..model_configs import transformer_config_from
+
+    return meta_transformer(transformer_config_from(name))
 
 
 def _run_merge(args) -> int:
@@ -167,7 +173,9 @@ def _run_extract(args) -> int:
     arch = read_lora(report.outputs[0]).arch
     config, label = (args.model, args.model) if args.model else _PROJECT.get(arch, (None, None))
     if config:
-        minutes = report.projected_seconds(config) / 60
+        from ..model_configs import transformer_config_from
+
+        minutes = report.projected_seconds(transformer_config_from(config)) / 60
         print(f"projected for a {label} pair ({config}) on this machine: {minutes:.1f} min, from the measured "
               f"times of these {len(report.timings)} Linears ({report.seconds_per_element() * 1e9:.1f} s per G "
               "weights; peak memory: one Linear's base, tuned and delta in fp32)")  # fmt: skip
@@ -188,7 +196,8 @@ def _run_loras(args) -> int:
             print(f"{e.name}  [unreadable: {e.error}]")
             continue
         rank = e.rank if not isinstance(e.rank, list) else f"{e.rank[0]}-{e.rank[-1]}"
-        parts = [e.name, e.family, e.variant or "-", f"rank {rank}", format_bytes(e.size), e.scheme]
+        parts = [e.name, e.family, e.variant or "-", e.kind if e.rank is None else f"{e.kind} rank {rank}",
+                 format_bytes(e.size), e.scheme]
         if e.trigger_words:
             parts.append("triggers: " + ", ".join(e.trigger_words))
         parts.append(f"sha256 {e.sha256[:12]}" if e.sha256 else "sha256 (--hash)")

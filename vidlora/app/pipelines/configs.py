@@ -14,10 +14,10 @@ from vidlora.errors import SourceError, VidloraError
 from ..messages import first_line
 from ..tiny.configs import TINY_MARKER_FILE, TINY_PIPELINE_KINDS
 
-__all__ = ["read_configs", "has_component", "TINY_FOR_TASK"]
+__all__ = ["read_configs", "has_component"]
 
 # plain "tiny" per task: v2v runs the Wan T2V transformer in WanVideoToVideoPipeline
-TINY_FOR_TASK = {"t2v": "wan-t2v", "i2v": "wan-i2v", "v2v": "wan-t2v", "animate": "wan-animate"}
+_TINY_FOR_TASK = {"t2v": "wan-t2v", "i2v": "wan-i2v", "v2v": "wan-t2v", "animate": "wan-animate"}
 # The config files model_info reads (a Hub id fetches only these).
 _CONFIG_FILES = {
     "transformer": "transformer/config.json",
@@ -57,7 +57,7 @@ def has_component(index: dict[str, Any], name: str) -> bool:
 
 def _tiny_kind(text: str, task: str) -> str:
     if text == "tiny":
-        return TINY_FOR_TASK[task]
+        return _TINY_FOR_TASK[task]
     kind = text.split(":", 1)[1]
     if kind not in TINY_PIPELINE_KINDS:
         raise VidloraError(f"unknown tiny model {text!r}; expected tiny or tiny:KIND with KIND one of {', '.join(TINY_PIPELINE_KINDS)}")

@@ -13,7 +13,7 @@ from vidlora.errors import SourceError, VidloraError
 from .configs import has_component, read_configs
 from .family_info import FAMILY_PIPELINES, family_settings
 
-__all__ = ["DEFAULT_MODELS", "TASKS", "FLOW_SHIFT_KEYS", "ModelInfo", "model_info"]
+__all__ = ["DEFAULT_MODELS", "FLOW_SHIFT_KEYS", "ModelInfo", "model_info"]
 
 DEFAULT_MODELS = {
     "i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
@@ -21,7 +21,7 @@ DEFAULT_MODELS = {
     "v2v": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",  # its transformer, in WanVideoToVideoPipeline
 }
 # "animate": Wan 2.2 Animate's pose + face driven generation, from the Python API only
-TASKS = ("t2v", "i2v", "v2v", "animate")
+_TASKS = ("t2v", "i2v", "v2v", "animate")
 
 # pipeline class -> (arch, task). Classes outside this table are refused by name.
 _PIPELINES = {
@@ -121,8 +121,8 @@ def model_info(model: str | os.PathLike | None, task: str) -> ModelInfo:
     Raises SourceError when the configs cannot be found or fetched, VidloraError when
     the model is not a supported video pipeline or cannot do ``task``.
     """
-    if task not in TASKS:
-        raise VidloraError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    if task not in _TASKS:
+        raise VidloraError(f"task must be one of {', '.join(_TASKS)}; got {task!r}")
     source = DEFAULT_MODELS[task] if model is None else os.fspath(model)
     location, configs = read_configs(source.strip(), task)
     info = _describe(source, location, configs, task)

@@ -20,7 +20,7 @@ from ..tiny.configs import TINY_PIPELINE_KINDS, TINY_PIPELINE_TASKS
 from .info import ModelInfo, model_info
 from .placement import place_pipeline
 
-__all__ = ["load_pipeline", "tiny_pipeline", "dtype_kwarg", "runtime_adopts_prefused"]
+__all__ = ["load_pipeline", "tiny_pipeline", "runtime_adopts_prefused"]
 
 
 def load_pipeline(model: str | os.PathLike | None, task: str, device: str = "cpu", dtype: Any = None, *,
@@ -105,7 +105,7 @@ def _from_pretrained(info: ModelInfo, location: str, dtype: Any, prefuse: bool =
                 if model is not None:  # else diffusers loads that one as usual
                     components[name] = model
             location = str(folder)
-        return cls.from_pretrained(location, **dtype_kwarg(dtypes), **kwargs, **components)
+        return cls.from_pretrained(location, **_dtype_kwarg(dtypes), **kwargs, **components)
     except (OSError, ValueError, EnvironmentError, KeyError) as exc:
         offline = " (offline: only the Hugging Face cache was searched)" if kwargs.get("local_files_only") else ""
         raise SourceError(
@@ -114,7 +114,7 @@ def _from_pretrained(info: ModelInfo, location: str, dtype: Any, prefuse: bool =
         ) from None
 
 
-def dtype_kwarg(dtypes: Any) -> dict[str, Any]:
+def _dtype_kwarg(dtypes: Any) -> dict[str, Any]:
     """``{"dtype": dtypes}`` for diffusers that renamed ``torch_dtype=`` (the old name warns
     from 0.36 on), else ``{"torch_dtype": dtypes}``: the keyword to pass to from_pretrained."""
     # the helper that maps the old name onto the new one marks versions with the rename

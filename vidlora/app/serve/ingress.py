@@ -18,13 +18,14 @@ import asyncio
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from vidlora.errors import VidloraError
 
 from ..messages import first_line
 from .config import ServeConfig
-from .policy import check_image_url, check_token, locate_source
+from .policy import check_image_url, check_resolved, check_token, is_remote_origin, locate_source
 from .request import RequestError, parse_body
 
 __all__ = ["Ingress", "lora_set_id"]
@@ -33,7 +34,8 @@ _IMAGE_TIMEOUT_S = 20
 
 
 def lora_set_id(sources: list[str]) -> str:
-    """The multiplexed model id of a LoRA set: its sorted sources, hashed (weights excluded)."""
+    """The multiplexed model id of a LoRA set: its sorted sources, hashed (weights excluded;
+    the ingress appends each file's sha256 to its source)."""
     if not sources:
         return ""
     return hashlib.sha256("\n".join(sorted(sources)).encode()).hexdigest()[:24]
@@ -45,7 +47,10 @@ class Ingress:
     def __init__(self, config: ServeConfig, model):
         self._config, self._model = config, model
         self._resolved: dict[str, dict[str, Any]] = {}  # canonical source -> facts for /v1/loras
-        self._cache: dict[tuple, Any] = {}  # (source, mtime, size) -> ResolvedSource
+        self._cache: dict[str, tuple] = {}  # source -> (ResolvedSource, (mtime, size) of its file)
+        from vidlora.lora.lora_dirs import use_lora_dirs
+
+        use_lora_dirs(config.lora_dirs)  # names (ComfyUI-style "motion") are found there, in this process
 
     async def __call__(self, request):
         from starlette.responses import JSONResponse
@@ -80,8 +85,9 @@ class Ingress:
         for entry in body.loras:
             source = locate_source(entry.source, self._config, entry.field)
             resolved = await asyncio.to_thread(self._resolve, source, entry.field)
+            check_resolved(resolved, self._config, entry.field)
             # a local file by its absolute path, anything else by its origin (hf:..., civitai:..., the URL)
-            canonical = resolved.origin if _remote(source) or not _exists(source) else str(resolved.path)
+            canonical = resolved.origin if is_remote_origin(resolved.origin) else str(Path(resolved.path).resolve())
             if canonical in seen:
                 raise RequestError(400, f"{entry.field}.model names the same LoRA as {seen[canonical]}.model "
                                    f"({entry.source}); give each LoRA once", f"{entry.field}.model")  # fmt: skip
@@ -90,7 +96,8 @@ class Ingress:
             loras.append({"source": canonical, "asked": entry.source, "weight": _weight(entry.weight),
                           "sha256": resolved.sha256, "field": entry.field})  # fmt: skip
         loras.sort(key=lambda e: e["source"])  # the order of the list must not matter
-        set_id = lora_set_id([e["source"] for e in loras])
+        # the sources' contents too: a file replaced on disk is another set, never a stale copy
+        set_id = lora_set_id([f"{e['source']}#{e['sha256']}" for e in loras])
         payload = {
             "set_id": set_id, "loras": loras, "prompt": body.prompt, "negative_prompt": body.negative_prompt,
             "image": image, "seed": body.seed, "frames": body.frames, "size": body.size, "steps": body.steps,
@@ -134,22 +141,21 @@ class Ingress:
             raise RequestError(400, f"the body is not valid JSON: {exc}") from None
 
     def _resolve(self, source: str, field: str):
-        """Resolve once per source (local files again when they change on disk)."""
-        from pathlib import Path
-
+        """Resolve once per source; a local file again when it changed on disk (its sha256
+        must be that of the bytes the replica will read)."""
         from vidlora.lora.sources import resolve_source
 
-        local = Path(source).expanduser()
-        stat = local.stat() if not _remote(source) and local.is_file() else None
-        key = (source, stat.st_mtime_ns, stat.st_size) if stat else (source,)
-        if key not in self._cache:
-            try:
-                self._cache[key] = resolve_source(source, progress=False)
-            except VidloraError as exc:
-                raise RequestError(422, f"{field}.model: {exc}", f"{field}.model") from None
-            except OSError as exc:
-                raise RequestError(422, f"{field}.model: {source}: {first_line(exc)}", f"{field}.model") from None
-        return self._cache[key]
+        cached = self._cache.get(source)
+        if cached is not None and (is_remote_origin(cached[0].origin) or _stamp(cached[0].path) == cached[1]):
+            return cached[0]
+        try:
+            resolved = resolve_source(source, progress=False)
+        except VidloraError as exc:
+            raise RequestError(422, f"{field}.model: {exc}", f"{field}.model") from None
+        except OSError as exc:
+            raise RequestError(422, f"{field}.model: {source}: {first_line(exc)}", f"{field}.model") from None
+        self._cache[source] = (resolved, _stamp(resolved.path))
+        return resolved
 
     def _note(self, canonical: str, asked: str, resolved) -> None:
         entry = self._resolved.setdefault(canonical, {"source": canonical, "origin": resolved.origin, "requests": 0})
@@ -174,14 +180,12 @@ class Ingress:
         return data
 
 
-def _remote(source: str) -> bool:
-    return source.lower().startswith(("civitai:", "http://", "https://", "hf:"))
-
-
-def _exists(source: str) -> bool:
-    from pathlib import Path
-
-    return Path(source).expanduser().exists()
+def _stamp(path) -> tuple[int, int] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _weight(w):

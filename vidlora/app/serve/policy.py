@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 from .config import ServeConfig
 from .request import RequestError
 
-__all__ = ["locate_source", "check_image_url", "check_token", "HUB_HOSTS", "CIVITAI_HOSTS"]
+__all__ = ["locate_source", "check_resolved", "check_image_url", "check_token", "is_remote_origin", "HUB_HOSTS",
+           "CIVITAI_HOSTS"]  # fmt: skip
 
 HUB_HOSTS = ("huggingface.co", "hf.co")
 CIVITAI_HOSTS = ("civitai.com",)
@@ -54,6 +55,18 @@ def locate_source(source: str, config: ServeConfig, where: str) -> str:
     if path.is_absolute() or text.startswith(("~", ".")) or path.exists():
         return text if config.loopback else _inside_roots(path, config, where)
     return text  # owner/repo[/file]: the Hub (or a missing file: resolving it names the problem)
+
+
+def is_remote_origin(origin: str) -> bool:
+    """Whether a resolved source came from the network (its origin: ``hf:``, ``civitai:``, a URL)."""
+    return origin.lower().startswith(("hf:", "civitai:", "http://", "https://"))
+
+
+def check_resolved(resolved, config: ServeConfig, where: str) -> None:
+    """Off loopback, a source that resolved to a local file (a name found in a LoRA folder,
+    ``VIDLORA_LORA_DIRS`` included) must lie inside the ``--lora-dir`` roots."""
+    if not config.loopback and not is_remote_origin(resolved.origin):
+        _inside_roots(Path(resolved.path), config, where)
 
 
 def check_image_url(url: str, config: ServeConfig) -> None:

@@ -32,16 +32,16 @@ from ..cli.stages import StageError
 from ..messages import first_line
 from .config import ServeConfig
 
-__all__ = ["ModelReplica", "LoraSet", "answer"]
+__all__ = ["ModelReplica"]
 
 
-def answer(status: int, error: str, field: str | None = None, headers: dict | None = None) -> dict[str, Any]:
+def _answer(status: int, error: str, field: str | None = None, headers: dict | None = None) -> dict[str, Any]:
     """A replica's reply to the ingress: {"status", "error", "field", "headers"} or, on
     success, {"status": 200, "mp4": bytes, "headers"}."""
     return {"status": status, "error": error, "field": field, "headers": headers or {}}
 
 
-class LoraSet:
+class _LoraSet:
     """A LoRA set held in host memory: source path -> LoRAFile."""
 
     def __init__(self, set_id: str, files: dict[str, Any]):
@@ -68,14 +68,14 @@ class ModelReplica:
         self._info = model_info(config.model, config.task)
         self._tmp = Path(tempfile.mkdtemp(prefix="vidlora-serve-"))
         self._session = WorkerSession(self._warm_plan(), threads=threads)
-        self._sets: dict[str, LoraSet] = {}  # the sets in the multiplex LRU
-        self._staged: dict[str, LoraSet] = {}  # read and checked, about to be loaded
+        self._sets: dict[str, _LoraSet] = {}  # the sets in the multiplex LRU
+        self._staged: dict[str, _LoraSet] = {}  # read and checked, about to be loaded
         self._loaded_now = False
         self._inventories = None
         self.loads = 0
 
     # ----------------------------------------------------------------- multiplexing
-    async def load_set(self, set_id: str) -> LoraSet:
+    async def load_set(self, set_id: str) -> _LoraSet:
         """The multiplexed loader: takes the set this request staged (read and checked)."""
         entry = self._staged.pop(set_id, None)
         if entry is None:  # pragma: no cover - generate() stages before it loads
@@ -86,7 +86,7 @@ class ModelReplica:
         self.loads += 1
         return entry
 
-    async def get_set(self, set_id: str) -> LoraSet:
+    async def get_set(self, set_id: str) -> _LoraSet:
         """Overridden by the deployment with the ``serve.multiplexed`` LRU; here: a plain dict."""
         return self._sets.get(set_id) or await self.load_set(set_id)
 
@@ -98,7 +98,7 @@ class ModelReplica:
 
     # ----------------------------------------------------------------- one request
     async def generate(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """One checked request from the ingress -> the reply (see :func:`answer`)."""
+        """One checked request from the ingress -> the reply (see :func:`_answer`)."""
         set_id = payload.get("set_id") or ""
         base = {"X-Vidlora-Replica": self.replica_id(), "X-Vidlora-Lora-Set": set_id or "none"}
         image = None
@@ -108,7 +108,7 @@ class ModelReplica:
                 say, plan = self._plan(payload, image)
             except VidloraError as exc:
                 message, field = _as_fields(str(exc))
-                return answer(400, message, field, headers=base)
+                return _answer(400, message, field, headers=base)
             loras = [LoraRequest(spec=e["source"], source=e["source"], weight=e["weight"], expert=None,
                                  sha256=e["sha256"]) for e in payload["loras"]]  # fmt: skip
             loaded = False
@@ -117,7 +117,7 @@ class ModelReplica:
                     try:
                         self._staged[set_id] = await asyncio.to_thread(self._read_set, set_id, loras)
                     except VidloraError as exc:
-                        return answer(422, str(exc), _lora_field(str(exc), payload), headers=base)
+                        return _answer(422, str(exc), _lora_field(str(exc), payload), headers=base)
                 self._loaded_now = False
                 entry = await self.get_set(set_id)
                 loaded = self._loaded_now
@@ -127,7 +127,7 @@ class ModelReplica:
             try:
                 mp4, swapped = await asyncio.to_thread(self._run, plan)
             except VidloraError as exc:
-                return answer(422, str(exc), headers={**base, "X-Vidlora-Lora-Loaded": _flag(loaded)})
+                return _answer(422, str(exc), headers={**base, "X-Vidlora-Lora-Loaded": _flag(loaded)})
             headers = {
                 **base, "X-Vidlora-Lora-Loaded": _flag(loaded), "X-Vidlora-Swapped": _flag(swapped),
                 "X-Vidlora-Seconds": f"{time.perf_counter() - started:.3f}",
@@ -136,9 +136,9 @@ class ModelReplica:
                 headers["X-Vidlora-Notes"] = " | ".join(say.lines)
             return {"status": 200, "mp4": mp4, "headers": headers}
         except StageError as exc:
-            return answer(500, str(exc), headers=base)
+            return _answer(500, str(exc), headers=base)
         except Exception as exc:  # noqa: BLE001 - an answer, never a dead replica
-            return answer(500, f"{type(exc).__name__}: {first_line(exc)}", headers=base)
+            return _answer(500, f"{type(exc).__name__}: {first_line(exc)}", headers=base)
         finally:
             self._staged.pop(set_id, None)
             if image is not None:
@@ -181,7 +181,7 @@ class ModelReplica:
         path.write_bytes(data)
         return path
 
-    def _read_set(self, set_id: str, loras: list[LoraRequest]) -> LoraSet:
+    def _read_set(self, set_id: str, loras: list[LoraRequest]) -> _LoraSet:
         """Resolve (a cache hit after the ingress's), read and check each file against the
         model's config on the meta device: a LoRA for another model fails here, in host
         memory, before the LRU or the stacks see it."""
@@ -199,7 +199,7 @@ class ModelReplica:
                 for part in (lora.experts.values() if lora.experts else [lora]):
                     match_lora(part, inv, strict=True)
             files[r.source] = lora
-        return LoraSet(set_id, files)
+        return _LoraSet(set_id, files)
 
     def _model_inventories(self) -> list:
         if self._inventories is None:
@@ -209,7 +209,7 @@ class ModelReplica:
             self._inventories = [inventory(meta_transformer(cfg))] if cfg else []
         return self._inventories
 
-    def _assign(self, entry: LoraSet, loras: list[LoraRequest]) -> None:
+    def _assign(self, entry: _LoraSet, loras: list[LoraRequest]) -> None:
         from ..workers.session import adapter_names
 
         for r in loras:

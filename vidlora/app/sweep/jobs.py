@@ -27,7 +27,7 @@ from ..cli.plan import GenerateRequest, LoraRequest, Plan, plan_generation
 from ..messages import first_line
 from .plan_file import JobSpec, SweepPlan
 
-__all__ = ["SweepJob", "resolve_sources", "make_jobs", "job_file_name", "OnceMessages"]
+__all__ = ["SweepJob", "resolve_sources", "make_jobs", "job_file_name"]
 
 _SLUG_WORDS = 5
 _SLUG_CHARS = 40
@@ -48,7 +48,7 @@ class SweepJob:
         return self.spec.lora_set
 
 
-class OnceMessages:
+class _OnceMessages:
     """Prints each distinct note or warning once: many jobs give the same ones."""
 
     def __init__(self, say):
@@ -94,7 +94,7 @@ def make_jobs(plan: SweepPlan, out_dir: Path, resolved: dict[str, Any], say, inf
     from ..pipelines.info import model_info
 
     info = info or model_info(plan.model, plan.task)
-    once = OnceMessages(say)
+    once = _OnceMessages(say)
     jobs = []
     for spec in plan.jobs:
         failed = [resolved[lo.source] for lo in spec.loras if isinstance(resolved[lo.source], str)]

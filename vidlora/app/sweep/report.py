@@ -18,13 +18,14 @@ import numpy as np
 
 from .plan_file import describe_loras
 
-__all__ = ["CONTACT_SHEET", "INDEX", "grid_of", "write_contact_sheet", "write_index", "key_frames"]
+__all__ = ["CONTACT_SHEET", "INDEX", "THUMB_H", "LABEL_W", "HEADER_H", "grid_of", "write_contact_sheet", "write_index",
+           "key_frames"]  # fmt: skip
 
 CONTACT_SHEET = "contact_sheet.png"
 INDEX = "index.html"
-_THUMB_H = 96  # px per frame in the sheet; tiny videos are scaled up (nearest), large ones down
-_LABEL_W = 240
-_HEADER_H = 36
+THUMB_H = 96  # px per frame in the sheet; tiny videos are scaled up (nearest), large ones down
+LABEL_W = 240
+HEADER_H = 36
 _GAP = 4
 
 
@@ -59,7 +60,7 @@ def write_contact_sheet(folder: Path, jobs: list, lines: dict[str, dict]) -> Pat
 
     rows, cols, cells = grid_of(jobs)
     thumbs: dict[tuple[int, int], list] = {}
-    cell_w = 3 * _THUMB_H
+    cell_w = 3 * THUMB_H
     for key, job in cells.items():
         line = lines.get(job.file)
         mp4 = folder / job.file
@@ -67,28 +68,28 @@ def write_contact_sheet(folder: Path, jobs: list, lines: dict[str, dict]) -> Pat
             frames = key_frames(mp4)
             if frames:
                 h, w = frames[0].shape[:2]
-                tw = max(1, round(w * _THUMB_H / h))
-                resample = Image.NEAREST if h < _THUMB_H else Image.LANCZOS
-                thumbs[key] = [Image.fromarray(f).resize((tw, _THUMB_H), resample) for f in frames]
+                tw = max(1, round(w * THUMB_H / h))
+                resample = Image.NEAREST if h < THUMB_H else Image.LANCZOS
+                thumbs[key] = [Image.fromarray(f).resize((tw, THUMB_H), resample) for f in frames]
                 cell_w = max(cell_w, 3 * tw + 2)
-    width = _LABEL_W + len(cols) * (cell_w + _GAP)
-    height = _HEADER_H + len(rows) * (_THUMB_H + _GAP)
+    width = LABEL_W + len(cols) * (cell_w + _GAP)
+    height = HEADER_H + len(rows) * (THUMB_H + _GAP)
     sheet = Image.new("RGB", (width, height), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     for c, label in enumerate(cols):
-        draw.text((_LABEL_W + c * (cell_w + _GAP) + 2, 4), _clip(label, cell_w), fill=(230, 230, 230))
+        draw.text((LABEL_W + c * (cell_w + _GAP) + 2, 4), _clip(label, cell_w), fill=(230, 230, 230))
     for r, label in enumerate(rows):
-        y = _HEADER_H + r * (_THUMB_H + _GAP)
-        draw.text((4, y + _THUMB_H // 2 - 6), _clip(label, _LABEL_W), fill=(230, 230, 230))
+        y = HEADER_H + r * (THUMB_H + _GAP)
+        draw.text((4, y + THUMB_H // 2 - 6), _clip(label, LABEL_W), fill=(230, 230, 230))
         for c in range(len(cols)):
-            x = _LABEL_W + c * (cell_w + _GAP)
+            x = LABEL_W + c * (cell_w + _GAP)
             if (r, c) in thumbs:
                 for i, im in enumerate(thumbs[(r, c)]):
                     sheet.paste(im, (x + i * (im.width + 1), y))
             elif (r, c) in cells:
-                draw.rectangle((x, y, x + cell_w - 1, y + _THUMB_H - 1), fill=(70, 70, 70))
+                draw.rectangle((x, y, x + cell_w - 1, y + THUMB_H - 1), fill=(70, 70, 70))
                 state = "failed" if (lines.get(cells[(r, c)].file) or {}).get("error") else "not made"
-                draw.text((x + 6, y + _THUMB_H // 2 - 6), state, fill=(255, 110, 110))
+                draw.text((x + 6, y + THUMB_H // 2 - 6), state, fill=(255, 110, 110))
     path = folder / CONTACT_SHEET
     tmp = path.with_name(f".{path.name}.part")
     sheet.save(tmp, format="PNG")

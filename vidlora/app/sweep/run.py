@@ -150,7 +150,7 @@ def _write_video(out: Path, name: str, mp4: bytes, sidecar: bytes) -> None:
 
 
 def _summary(say, r: SweepResult) -> None:
-    swaps = f", {r.swaps} LoRA-set load{'s' if r.swaps != 1 else ''}" if r.ran or r.swaps else ""
+    swaps = f", {r.swaps} LoRA swap{'s' if r.swaps != 1 else ''}" if r.ran or r.swaps else ""
     on = f" on {r.workers} worker{'s' if r.workers != 1 else ''}" if r.workers else ""
     say.print(f"{r.total} jobs: {r.ran} made, {r.skipped} done before, {r.failed} failed in {r.seconds:.1f} s{on}{swaps}; "
               f"{r.out}/manifest.jsonl, contact_sheet.png, index.html",

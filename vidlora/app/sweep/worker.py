@@ -18,10 +18,10 @@ from vidlora.errors import VidloraError
 from ..cli.stages import StageError
 from ..messages import first_line
 
-__all__ = ["SweepWorker", "job_error_text"]
+__all__ = ["SweepWorker"]
 
 
-def job_error_text(exc: BaseException) -> str:
+def _error_text(exc: BaseException) -> str:
     """One line for the manifest: vidlora's own message, or the stage and the exception."""
     if isinstance(exc, (VidloraError, StageError)):
         return str(exc)
@@ -57,7 +57,7 @@ class SweepWorker:
             sidecar.unlink(missing_ok=True)
             return result
         except Exception as exc:  # noqa: BLE001 - a job's failure is recorded, the worker lives on
-            return {"ok": False, "error": job_error_text(exc), "seconds": time.perf_counter() - started,
+            return {"ok": False, "error": _error_text(exc), "seconds": time.perf_counter() - started,
                     "load_seconds": load}  # fmt: skip
 
     def stats(self) -> dict[str, Any]:

@@ -101,12 +101,6 @@ class WorkerSession:
                 r.triggers = tuple(dict.fromkeys([*r.lora.trigger_words, *r.triggers]))
         adapter_names(loras)
 
-    def forget(self, paths: set[str]) -> None:
-        """Drop the host copies of these files (a serve replica's LRU eviction); adapters in
-        the stacks keep their own tensors until the next swap."""
-        for path in paths:
-            self._files.pop(path, None)
-
     def use(self, loras: list[LoraRequest]) -> bool:
         """Make ``loras`` (read, named) the adapters in the stacks with their strengths;
         True when that took a swap (another set was there, or none and now one)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vidlora.errors import VidloraError
-from vidlora.model import Inventory
+from vidlora.model import Inventory, spec_for_arch
 
 from ..lora_file import LoRAFile
 from ..match import match_lora
@@ -85,11 +85,16 @@ def write_parts(
     dtype: torch.dtype | None,
     inv: Inventory | None,
     sources: list[str] = (),
-) -> tuple[list[str], list[Rendered]]:
+) -> tuple[list[str], list[Rendered], str]:
     """Render and write one file (``parts`` = {None: lora} or {expert: lora}, or a two-expert
     file), or one file per expert. ``split`` None: one file where the target has a
-    two-expert form, else one per expert. Returns (paths written, renderings)."""
+    two-expert form, else one per expert. Returns (paths written, renderings, the scheme
+    written)."""
     arch = next(iter(parts.values())).arch
+    if inv is not None and spec_for_arch(inv.arch).lineage == spec_for_arch(arch).lineage:
+        # the model says which family of the lineage (a HunyuanVideo-named LoRA for FramePack
+        # takes FramePack's musubi naming)
+        arch = inv.arch
     naming = naming_for(to, arch)
     experts = sorted(e for e in parts if e is not None)
     combo_form = EXPERT_FORMS.get(to)
@@ -121,7 +126,7 @@ def write_parts(
         for expert, out in plans:
             meta = dict(metadata, **_expert_meta(expert))
             if out.peft is not None:
-                meta["lora_adapter_metadata"] = peft_metadata(out.peft)
+                meta["lora_adapter_metadata"] = peft_metadata(out.peft, out.peft_prefix)
             write_safetensors(paths[expert], out.tensors, dict(meta, format="pt"), dtype)
             written.append(paths[expert])
     else:
@@ -131,10 +136,10 @@ def write_parts(
         meta = dict(metadata, **(_expert_meta(experts[0]) if len(experts) == 1 else {}))
         peft = plans[0][1].peft if len(plans) == 1 else None
         if peft is not None:
-            meta["lora_adapter_metadata"] = peft_metadata(peft)
+            meta["lora_adapter_metadata"] = peft_metadata(peft, plans[0][1].peft_prefix)
         write_safetensors(dst, tensors, dict(meta, format="pt"), dtype)
         written.append(dst)
-    return written, renders
+    return written, renders, naming.scheme
 
 
 def _parts_of(lora: LoRAFile) -> dict[str | None, LoRAFile]:
@@ -194,15 +199,14 @@ def convert_lora(
         parts = _parts_of(first)
         meta = carried_metadata(first, "convert")
         sources = [first.path]
-    written, renders = write_parts(
+    written, renders, scheme = write_parts(
         parts, dst, to, meta, split=None if experts is None else experts == "split",
         drop_unsupported=drop_unsupported, overwrite=overwrite, dtype=dtype, inv=model_inventory(model),
         sources=sources,
     )  # fmt: skip
-    arch = next(iter(parts.values())).arch
     return ConvertReport(
         outputs=written,
-        scheme=naming_for(to, arch).scheme,
+        scheme=scheme,
         source_scheme=first.scheme,
         modules=sum(len(p.modules) for p in parts.values()),
         deltas=sum(len(p.deltas) for p in parts.values()),

@@ -89,9 +89,9 @@ class ExtractReport:
         elements = sum(e for e, _ in self.timings)
         return self.seconds / elements if elements else 0.0
 
-    def projected_seconds(self, config: str = "wan2.1-t2v-14b") -> float:
-        """Projected extraction time for a pair of the real model ``config`` (a real-config
-        name): each of its Linears takes the mean measured time of the Linears of its size
+    def projected_seconds(self, config: str | dict = "wan2.1-t2v-14b") -> float:
+        """Projected extraction time for a pair of the model ``config`` (a real-config name or
+        a transformer config): each of its Linears takes the mean measured time of the Linears of its size
         in this run when there were any (a real-shape block measures the 14B shapes
         themselves), else its size times the measured seconds per weight."""
         from vidlora.model import meta_transformer
@@ -274,7 +274,7 @@ def extract_lora(
         "ss_network_dim": str(rank),
         "ss_network_alpha": str(rank),
     }
-    written, renders = write_parts(parts, dst, to, meta, split=None if experts is None else experts == "split",
+    written, renders, _ = write_parts(parts, dst, to, meta, split=None if experts is None else experts == "split",
                                    drop_unsupported=False, overwrite=overwrite, dtype=dtype, inv=None)  # fmt: skip
     report.outputs = written
     report.notes = [n for r in renders for n in r.notes]

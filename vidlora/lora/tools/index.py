@@ -49,6 +49,7 @@ class LoRAEntry:
     name: str  # relative to its folder, without .safetensors: what --lora NAME takes
     size: int
     scheme: str = ""
+    kind: str = ""  # "LoRA", "LoHa", "LoKr" (LyCORIS files keep their factors; no LoRA rank)
     family: str = ""
     variant: str = ""  # "i2v 2.2 high", from the file's own signals
     rank: int | list[int] | None = None
@@ -111,6 +112,9 @@ def _describe(entry: LoRAEntry, tf: TensorFile) -> None:
     ranks = sorted({int(m.down.shape[0]) for p in parts for m in p.modules.values()})
     alphas = sorted({m.alpha for p in parts for m in p.modules.values() if m.alpha is not None})
     entry.scheme = result.scheme.split(" ", 1)[0]
+    kinds = ["LoRA"] if ranks else []
+    kinds += [k for k, marker in (("LoHa", ".hada_"), ("LoKr", ".lokr_")) if any(marker in key for key in keys)]
+    entry.kind = " + ".join(kinds)
     known = family in (fid for fid, _ in spec.sizes.values())
     entry.family = family_label(family) if known else f"{spec.label} (width {result.width})"
     words = [w for w in (variant.task, variant.version, variant.expert) if w]

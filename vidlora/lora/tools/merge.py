@@ -3,7 +3,9 @@
 Exact mode (``rank=None``): per module, A = [A_1; ...; A_n] and B = [w_1 s_1 B_1 | ... |
 w_n s_n B_n] (s_i = alpha_i / r_i, w_i the strength), alpha = the total rank (scale 1):
 the file applied at strength 1 is the stack, to rounding. Ranks, alphas and schemes mix
-freely; full-tensor deltas sum (w_1 d_1 + ... + w_n d_n).
+freely; full-tensor deltas sum (w_1 d_1 + ... + w_n d_n). A LyCORIS LoHa / LoKr joins
+the stack as its exact LoRA form (rank r1 x r2 / rank(P) x rank(U), factored.py) where that
+is smaller than the dense delta, else it sums as a dense delta.
 
 Re-ranked mode (``rank=R``): each module's stacked factors are brought to rank R without
 the dense N x K delta (283 MB in fp32 for one Wan 14B FFN Linear): QR of A^T and of B
@@ -34,6 +36,7 @@ import torch
 from vidlora.errors import VidloraError
 from vidlora.model import spec_for_arch
 
+from ..factored import FactoredDelta
 from ..lora_file import LoRAFile, LowRank
 from .convert import load_lora, model_inventory, write_parts
 from .naming import module_place
@@ -136,7 +139,13 @@ def _merge_part(stack: list[tuple[LoRAFile, float]], rank: int | None, fused_tar
         for path, low in lora.modules.items():
             per_module.setdefault(path, []).append((low, w))
         for path, d in lora.deltas.items():
-            term = w * d.float()
+            if isinstance(d, FactoredDelta) and path.endswith(".weight") and _as_ranks(d):
+                # a LoHa / LoKr is exactly a LoRA of rank lora_rank: it joins the stack
+                down, up = d.low_rank()
+                per_module.setdefault(path[: -len(".weight")], []).append(
+                    (LowRank(down=down, up=up, alpha=None, scale=d.scale), w))
+                continue
+            term = w * (d.to_dense() if isinstance(d, FactoredDelta) else d.float())
             if path in deltas and deltas[path].shape != term.shape:
                 raise VidloraError(f"{lora.path}: delta {path} has shape {tuple(d.shape)}, another input "
                                    f"{tuple(deltas[path].shape)}")  # fmt: skip
@@ -169,6 +178,13 @@ def _merge_part(stack: list[tuple[LoRAFile, float]], rank: int | None, fused_tar
             errors[tag + p] = err
     return LoRAFile(path=first.path, scheme=first.scheme, arch=first.arch, family=first.family, width=first.width,
                     modules=modules, deltas=deltas, dtype=first.dtype)  # fmt: skip
+
+
+def _as_ranks(d: FactoredDelta) -> bool:
+    """Whether a LyCORIS delta is smaller as LoRA ranks than dense (LoHa r1 x r2, a factored
+    LoKr: yes; two full LoKr factors are nearly full rank: no)."""
+    n, k = d.shape
+    return d.lora_rank * (n + k) < n * k
 
 
 def _expert_parts(lora: LoRAFile) -> dict[str | None, LoRAFile]:
@@ -236,7 +252,7 @@ def merge_loras(
          for lora, w in stack])  # fmt: skip
     if rank is not None:
         meta["vidlora.rank"] = str(rank)
-    written, renders = write_parts(
+    written, renders, _ = write_parts(
         parts, dst, to, meta, split=None if experts is None else experts == "split",
         drop_unsupported=drop_unsupported, overwrite=overwrite, dtype=dtype or first.dtype,
         inv=model_inventory(model), sources=[lora.path for lora, _ in stack],

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vidlora.model import FamilySpec
+from vidlora.model import FamilySpec, spec_for_arch
 
 __all__ = ["Place", "ParamPlace", "module_place", "param_place"]
 
@@ -54,7 +54,10 @@ class ParamPlace:
 
 
 def _pick(spec: FamilySpec, base: str, spellings: list[str], comfy: bool) -> str:
-    """The spelling to write (``base``: the block prefix the hint sees in front of it)."""
+    """The spelling to write (``base``: the block prefix the hint sees in front of it). A
+    family without ComfyUI spellings of its own uses its lineage's (FramePack: HunyuanVideo's)."""
+    if spec.comfy_hint is None and spec.lineage != spec.name:
+        spec = spec_for_arch(spec.lineage)
     if spec.comfy_hint is None:
         return spellings[0]
     preferred = [s for s in spellings if spec.looks_comfy(base + s) == comfy]

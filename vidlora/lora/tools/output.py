@@ -19,7 +19,7 @@ from vidlora.errors import VidloraError
 
 from ..lora_file import LoRAFile
 
-__all__ = ["check_destinations", "write_safetensors", "carried_metadata", "expert_path"]
+__all__ = ["check_destinations", "write_safetensors", "carried_metadata", "expert_path", "peft_metadata"]
 
 # Metadata a tool regenerates instead of carrying: the PEFT config (alpha now lives in the
 # keys or is rewritten), safetensors' format marker.
@@ -112,5 +112,5 @@ def carried_metadata(lora: LoRAFile, tool: str, extra: dict[str, str] | None = N
 
 def peft_metadata(config: dict, prefix: str = "transformer") -> str:
     """``lora_adapter_metadata`` as diffusers' ``save_lora_weights`` writes it: the LoraConfig
-    with every key prefixed by the component name."""
-    return json.dumps({f"{prefix}.{k}": v for k, v in config.items()}, indent=2, sort_keys=True)
+    with every key prefixed by the component name (no prefix: a plain PEFT config)."""
+    return json.dumps({f"{prefix}.{k}" if prefix else k: v for k, v in config.items()}, indent=2, sort_keys=True)

@@ -33,6 +33,8 @@ from vidlora.model import FamilySpec, spec_for_arch
 
 from ..alpha_rules import scale_for
 from ..lora_file import LoRAFile, LowRank
+from ..factored import FactoredDelta
+from .lycoris_out import join_pieces, lycoris_tensors
 from .naming import Place, module_place, param_place
 from .targets import Naming
 
@@ -46,7 +48,8 @@ class UnsupportedError(VidloraError):
 @dataclass
 class Rendered:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    peft: dict | None = None  # the PEFT LoraConfig of a "metadata" naming
+    peft: dict | None = None  # the PEFT LoraConfig of a "metadata" / "peft" naming
+    peft_prefix: str = "transformer"  # diffusers prefixes its config keys with the component
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (canonical name, why)
     notes: list[str] = field(default_factory=list)
 
@@ -65,6 +68,10 @@ def _alpha_out(low: LowRank) -> float | None:
     return low.scale * low.rank
 
 
+def _nice(x: float) -> float:
+    return float(f"{x:.12g}")  # alpha = scale x rank without the last-ulp noise
+
+
 def _swap(t: torch.Tensor) -> torch.Tensor:
     half = t.shape[0] // 2
     return torch.cat([t[half:], t[:half]])
@@ -79,6 +86,7 @@ class _Renderer:
         self.unsupported: list[tuple[str, str]] = []
         self._alphas: dict[str, float] = {}
         self._ranks: dict[str, int] = {}
+        self._pending: list[tuple[str, torch.Tensor, torch.Tensor, float | None, float]] = []
 
     # ------------------------------------------------------------------ keys
     def _name(self, original: str) -> str:
@@ -91,16 +99,34 @@ class _Renderer:
         self.out.tensors[key] = t
 
     def _lora(self, name: str, down: torch.Tensor, up: torch.Tensor, alpha: float | None, scale: float) -> None:
-        """One LoRA module in an original naming (alpha: the value to write, scale: its effect)."""
+        """One LoRA module in an original naming (alpha: the value to write, scale: its effect);
+        written by :meth:`flush`, once a "peft" naming knows its one lora_alpha."""
+        self._pending.append((name, down, up, alpha, scale))
+
+    def flush(self) -> None:
         mode = self.naming.alpha
-        if mode == "bake":
-            up, alpha = (up if scale == 1.0 else up.float() * scale).to(up.dtype), None
-        elif mode == "always" and alpha is None:
-            alpha = float(down.shape[0])
-        self._put(name + self.naming.down, down)
-        self._put(name + self.naming.up, up)
-        if alpha is not None:
-            self._put(name + ".alpha", torch.tensor(float(alpha)))
+        common = None
+        if mode == "peft" and self._pending:
+            # one lora_alpha for the file: the most common alpha (scale x rank); the modules
+            # with another scale get the ratio multiplied into B
+            common = Counter(_nice(scale * down.shape[0]) for _, down, _, _, scale in self._pending).most_common(1)[0][0]
+            ranks = Counter(int(down.shape[0]) for _, down, _, _, _ in self._pending)
+            self.out.peft, self.out.peft_prefix = {"r": ranks.most_common(1)[0][0], "lora_alpha": common,
+                                                   "use_rslora": False, "use_dora": False, "lora_dropout": 0.0,
+                                                   "bias": "none"}, ""  # fmt: skip
+        for name, down, up, alpha, scale in self._pending:
+            if mode == "bake":
+                up, alpha = (up if scale == 1.0 else up.float() * scale).to(up.dtype), None
+            elif mode == "peft":
+                ratio = scale / (common / down.shape[0])
+                up, alpha = (up if ratio == 1.0 else up.float() * ratio).to(up.dtype), None
+            elif mode == "always" and alpha is None:
+                alpha = float(down.shape[0])
+            self._put(name + self.naming.down, down)
+            self._put(name + self.naming.up, up)
+            if alpha is not None:
+                self._put(name + ".alpha", torch.tensor(float(alpha)))
+        self._pending = []
 
     # ------------------------------------------------------------------ piece sizes
     def _rows_of(self, path: str) -> int | None:
@@ -152,6 +178,9 @@ class _Renderer:
                 alpha = _alpha_out(low)
                 self._alphas[path] = float(low.rank) if alpha is None else alpha
                 self._ranks[path] = low.rank
+                continue
+            if self.naming.names == "diffusers-underscored":
+                self._lora(path.replace(".", "_"), low.down, low.up, _alpha_out(low), low.scale)
                 continue
             place = module_place(self.spec, path, comfy=self.naming.comfy)
             if place is None:
@@ -221,10 +250,17 @@ class _Renderer:
     def deltas(self) -> None:
         fused: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         places: dict[str, Place] = {}
+        factored: dict[str, dict[int, tuple[str, FactoredDelta]]] = {}
         for path in sorted(self.part.deltas, key=_natural):
             delta = self.part.deltas[path]
+            if isinstance(delta, FactoredDelta):
+                self._factored(path, delta, factored, places)
+                continue
             if self.naming.names == "diffusers":
                 self._diffusers_delta(path, delta)
+                continue
+            if self.naming.names == "diffusers-underscored":
+                self.unsupported.append((path, f"the {self.naming.scheme} naming has no full-tensor deltas"))
                 continue
             pp = param_place(self.spec, path)
             if pp is not None:
@@ -246,6 +282,57 @@ class _Renderer:
                 places[place.name] = place
         for (name, suffix), pieces in sorted(fused.items(), key=lambda kv: _natural(kv[0][0] + kv[0][1])):
             self._fused_delta(places[name], suffix, pieces)
+        for name in sorted(factored, key=_natural):
+            self._fused_factored(places[name], factored[name])
+
+    # ------------------------------------------------------------------ LyCORIS
+    def _factored(self, path: str, delta: FactoredDelta, fused: dict, places: dict) -> None:
+        module = path[: -len(".weight")]
+        if not self.naming.lycoris:
+            self.unsupported.append((path, f"LyCORIS {delta.kind} has no {self.naming.target} form (diffusers/PEFT "
+                                     "files hold LoRA A/B only)"))  # fmt: skip
+            return
+        if self.naming.names == "diffusers-underscored":
+            self._lycoris(module.replace(".", "_"), delta, path)
+            return
+        place = module_place(self.spec, module, comfy=self.naming.comfy)
+        if place is None:
+            self.unsupported.append((path, f"no original {self.spec.label} name for this module"))
+        elif place.index is None:
+            self._lycoris(self._name(place.name), delta.swap_halves() if place.split == "swap" else delta, path)
+        else:
+            fused.setdefault(place.name, {})[place.index] = (path, delta)
+            places[place.name] = place
+
+    def _lycoris(self, name: str, delta: FactoredDelta, path: str) -> None:
+        got = lycoris_tensors(delta, bake=self.naming.alpha in ("bake", "peft"))
+        if got is None:  # a LoKr row selection: exact as its dense rows
+            self.out.notes.append(f"{path}: part of a LoKr's rows, written as a dense diff")
+            self._put(name + ".diff", delta.to_dense())
+            return
+        tensors, alpha, rank = got
+        for suffix, t in tensors.items():
+            self._put(name + suffix, t)
+        if alpha is None and self.naming.alpha == "always":
+            alpha = None if rank is None else float(rank)
+        if alpha is not None:
+            self._put(name + ".alpha", torch.tensor(float(alpha)))
+
+    def _fused_factored(self, place: Place, pieces: dict[int, tuple[str, FactoredDelta]]) -> None:
+        joined = join_pieces([pieces[i][1] for i in range(place.count)]) if len(pieces) == place.count else None
+        if joined is not None:
+            self._lycoris(self._name(place.name), joined, place.name)
+            return
+        rows = self._piece_rows(place, {i: int(d.shape[0]) for i, (_, d) in pieces.items()})
+        if rows is None:
+            self.unsupported += [(p, f"fusing into {place.name}: the row count of a missing piece is unknown")
+                                 for p, _ in pieces.values()]  # fmt: skip
+            return
+        self.out.notes.append(f"{place.name}: its pieces' LyCORIS deltas are not one delta's rows; written exactly "
+                              "as a dense diff")  # fmt: skip
+        some = next(iter(pieces.values()))[1]
+        dense = [pieces[i][1].to_dense() if i in pieces else torch.zeros(rows[i], some.shape[1]) for i in range(place.count)]
+        self._put(self._name(place.name) + ".diff", torch.cat(dense))
 
     def _fused_delta(self, place: Place, suffix: str, pieces: dict[int, torch.Tensor]) -> None:
         rows = self._piece_rows(place, {i: int(d.shape[0]) for i, d in pieces.items()})
@@ -271,7 +358,7 @@ class _Renderer:
 
     # ------------------------------------------------------------------ PEFT config
     def peft_config(self) -> None:
-        if not self._ranks:
+        if self.naming.alpha != "metadata" or not self._ranks:
             return
         biased = any(k.endswith(".lora_B.bias") for k in self.out.tensors)
         if biased:
@@ -317,6 +404,7 @@ def render(
     r = _Renderer(part, naming, naming.prefix if prefix is None else prefix, shapes)
     r.low_rank()
     r.deltas()
+    r.flush()
     r.peft_config()
     if r.unsupported and not drop_unsupported:
         shown = "; ".join(f"{name} ({why})" for name, why in r.unsupported[:8])

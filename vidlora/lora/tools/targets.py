@@ -17,6 +17,14 @@ original    W1 / H1                ``diffusion_model.blocks.0.self_attn.q.lora_A
                                    keeps ``.alpha`` keys, HunyuanVideo bakes alpha / r into B
                                    (diffusers' H1 converter reads no alpha); ``diff_m``
 ==========  =====================  ======================================================
+
+The families built on Wan (VACE, SkyReels V2, Wan Animate) use Wan's namings with their own
+name tables (VACE's ``vace_blocks.N.before_proj``), FramePack HunyuanVideo's, except that
+musubi's ``networks.lora_framepack`` writes kohya keys over diffusers names. HunyuanVideo
+1.5 (separate q/k/v originals) follows its producers (the coverage issue): diffusers names
+(ai-toolkit, SimpleTuner), ComfyUI = ``diffusion_model.`` + Tencent names with
+lora_down/lora_up (lightx2v), musubi ``networks.lora_hv_1_5``, original = Tencent's
+trainer (PEFT, bare original names, lora_A/lora_B, alpha in ``lora_adapter_metadata``).
 """
 
 from __future__ import annotations
@@ -35,10 +43,13 @@ class Naming:
     """How one target writes one family's LoRA.
 
     names: "diffusers" (module paths as is), "original" (dotted original names),
-        "underscored" (original names with dots as underscores, kohya style).
+        "underscored" (original names with dots as underscores, kohya style),
+        "diffusers-underscored" (diffusers paths with underscores: musubi's FramePack).
     comfy: use ComfyUI's spellings where the family has its own.
-    alpha: "metadata" (PEFT config), "key" (``.alpha`` where the scale is not 1),
-        "always" (``.alpha`` on every module), "bake" (alpha / r multiplied into B).
+    alpha: "metadata" (PEFT config with per-module patterns), "key" (``.alpha`` where the
+        scale is not 1), "always" (``.alpha`` on every module), "bake" (alpha / r
+        multiplied into B), "peft" (one r / lora_alpha in ``lora_adapter_metadata``; a
+        module with another scale has it multiplied into B).
     modulation: a parameter-table delta as ``<owner>.diff_m`` ("diff_m") or as
         ``<parameter>.diff`` ("param").
     lycoris: LoHa / LoKr keep their LyCORIS tensors (hada_* / lokr_*).
@@ -72,6 +83,16 @@ _NAMINGS = {
                                         "diff_m", True),
     ("original", "hunyuan-video"): Naming("original", "H1", "diffusion_model.", "original", False, _A, _B, "bake",
                                           "diff_m", True),
+    ("musubi", "framepack"): Naming("musubi", "FP-musubi", "lora_unet_", "diffusers-underscored", False, _DOWN, _UP,
+                                    "always", "diff_m", True),
+    ("diffusers", "hunyuan-video-1.5"): Naming("diffusers", "HV15-diffusers", "transformer.", "diffusers", False, _A,
+                                               _B, "metadata", "param", False),
+    ("comfyui", "hunyuan-video-1.5"): Naming("comfyui", "HV15-comfy", "diffusion_model.", "original", False, _DOWN,
+                                             _UP, "key", "param", True),
+    ("musubi", "hunyuan-video-1.5"): Naming("musubi", "HV15-musubi", "lora_unet_", "underscored", False, _DOWN, _UP,
+                                            "always", "diff_m", True),
+    ("original", "hunyuan-video-1.5"): Naming("original", "HV15-tencent", "", "original", False, _A, _B, "peft",
+                                              "diff_m", True),
 }  # fmt: skip
 
 # Targets with a two-expert (Wan 2.2 A14B) single-file form: ai-toolkit's W6, original
@@ -85,13 +106,19 @@ _SCHEME_TARGET = {
     "W5": "diffusers", "W6": "original", "W7": "musubi", "H1": "original", "H2": "musubi", "H3": "musubi",
     "H4": "comfyui", "H5": "diffusers", "H6": "diffusers",
 }  # fmt: skip
+# HunyuanVideo 1.5 / FramePack labels are words, not IDs: the producer in the label says
+_LABEL_TARGET = (("ComfyUI", "comfyui"), ("Tencent trainer", "original"), ("kohya/musubi", "musubi"),
+                 ("musubi", "musubi"), ("diffusers", "diffusers"))  # fmt: skip
 
 
 def naming_for(target: str, arch: str) -> Naming:
-    """The naming ``target`` writes for family ``arch``; an error names the known targets."""
+    """The naming ``target`` writes for family ``arch`` (its own, else its lineage's: Wan VACE
+    writes Wan's); an error names the known targets."""
     if target not in TARGETS:
         raise VidloraError(f"unknown target naming {target!r}; expected one of {', '.join(TARGETS)}")
-    naming = _NAMINGS.get((target, arch))
+    from vidlora.model import spec_for_arch
+
+    naming = _NAMINGS.get((target, arch)) or _NAMINGS.get((target, spec_for_arch(arch).lineage))
     if naming is None:
         raise VidloraError(f"no {target} naming is defined for model family {arch!r}")
     return naming
@@ -100,4 +127,6 @@ def naming_for(target: str, arch: str) -> Naming:
 def target_of_scheme(scheme: str) -> str:
     """The target naming closest to a file's scheme label ("W2 (original Wan ...)" -> comfyui)."""
     sid = scheme.split(" ", 1)[0]
-    return _SCHEME_TARGET.get(sid, "diffusers")
+    if sid in _SCHEME_TARGET:
+        return _SCHEME_TARGET[sid]
+    return next((target for word, target in _LABEL_TARGET if word in scheme), "diffusers")
