@@ -3,10 +3,10 @@
 
     vidlora bench --only lora_tools
 
-loras: 200 generated Wan 14B-style LoRA files (40 blocks x 10 Linears, 1,200 keys with
-alpha, as a rank-r musubi file has; tensors at width 64 so the folder stays small: the
-header, not the tensor bytes, is what listing reads), listed from their headers three
-times (the fastest is kept); ``value`` is ms per file. Goal: <= 25 ms per file (200 files
+loras: 200 generated Wan 14B LoRA files in musubi's naming (40 blocks x 10 Linears at the
+real 14B shapes, rank 4, 1,200 keys with alpha; the tensor bytes are a sparse hole, since
+listing reads the header and the alpha scalars, never the weights), listed from their
+headers three times (the fastest is kept); ``value`` is ms per file. Goal: <= 25 ms per file (200 files
 in 5 s on a 2-core VM). With --hash the sha256 of every file is computed once and cached; the listing
 after it reads the cache.
 
@@ -21,6 +21,8 @@ weight). Peak memory is one Linear pair and its delta: 3 x 283 MB for the FFN in
 
 from __future__ import annotations
 
+import json
+import struct
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,27 +41,43 @@ _GOAL_MS_PER_FILE = 25.0
 _WIDTH_14B, _FFN_14B = 5120, 13824
 
 
-def _write_folder(folder: Path, files: int) -> None:
-    from safetensors.torch import save_file
-
-    gen = torch.Generator().manual_seed(0)
-    width, ffn, rank = 64, 176, 4
-    shapes = {"self_attn.q": (width, width), "self_attn.k": (width, width), "self_attn.v": (width, width),
-              "self_attn.o": (width, width), "cross_attn.q": (width, width), "cross_attn.k": (width, width),
-              "cross_attn.v": (width, width), "cross_attn.o": (width, width), "ffn.0": (ffn, width),
-              "ffn.2": (width, ffn)}  # fmt: skip
-    base = {}
+def _sparse_lora(path: Path, shapes: dict[str, tuple[int, int]], rank: int, meta: dict[str, str]) -> None:
+    """A musubi-style LoRA file at real shapes whose tensor bytes are a sparse hole (zeros,
+    no disk blocks): listing reads the header and the alpha scalars, never the weights, so
+    only the header's size matters. The alphas (1.0, musubi's default) are written for real."""
+    header: dict = {"__metadata__": meta}
+    offset, alphas = 0, []
     for b in range(40):
         for name, (out, inp) in shapes.items():
             key = f"lora_unet_blocks_{b}_{name.replace('.', '_')}"
-            base[f"{key}.lora_down.weight"] = torch.randn(rank, inp, generator=gen).to(torch.bfloat16)
-            base[f"{key}.lora_up.weight"] = torch.randn(out, rank, generator=gen).to(torch.bfloat16)
-            base[f"{key}.alpha"] = torch.tensor(1.0)
+            for suffix, shape in ((".lora_down.weight", [rank, inp]), (".lora_up.weight", [out, rank])):
+                n = shape[0] * shape[1] * 2
+                header[key + suffix] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + n]}
+                offset += n
+            header[key + ".alpha"] = {"dtype": "F32", "shape": [], "data_offsets": [offset, offset + 4]}
+            alphas.append(offset)
+            offset += 4
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        base = f.tell()
+        for a in alphas:
+            f.seek(base + a)
+            f.write(struct.pack("<f", 1.0))
+        f.truncate(base + offset)
+
+
+def _write_folder(folder: Path, files: int) -> None:
+    w, ffn, rank = _WIDTH_14B, _FFN_14B, 4
+    shapes = {"self_attn.q": (w, w), "self_attn.k": (w, w), "self_attn.v": (w, w), "self_attn.o": (w, w),
+              "cross_attn.q": (w, w), "cross_attn.k": (w, w), "cross_attn.v": (w, w), "cross_attn.o": (w, w),
+              "ffn.0": (ffn, w), "ffn.2": (w, ffn)}  # fmt: skip
     for i in range(files):
-        meta = {"modelspec.trigger_phrase": f"style{i}", "ss_base_model_version": "wan"}
         sub = folder / ("wan" if i % 2 else "other")
         sub.mkdir(exist_ok=True)
-        save_file(base, str(sub / f"lora_{i:03d}.safetensors"), metadata=meta)
+        meta = {"modelspec.trigger_phrase": f"style{i}", "ss_base_model_version": "wan", "ss_network_dim": str(rank)}
+        _sparse_lora(sub / f"lora_{i:03d}.safetensors", shapes, rank, meta)
 
 
 def _time_listing(folder: Path, cache: Path, hash: bool, repeats: int) -> float:

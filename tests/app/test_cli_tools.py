@@ -95,3 +95,13 @@ def test_existing_output_needs_overwrite(files, capsys):
     assert main(["convert", "style.safetensors", "o.safetensors", "--to", "musubi"]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["convert", "style.safetensors", "o.safetensors", "--to", "original", "--overwrite"]) == 0
+
+
+def test_convert_checks_against_a_model(files, tmp_path, capsys):
+    """--model: the LoRA is matched against the model's config first (one line naming both
+    sides when it does not fit); a fitting one converts."""
+    assert main(["convert", "style.safetensors", "ok.safetensors", "--to", "comfyui", "--model", "tiny:wan-t2v"]) == 0
+    assert main(["convert", "style.safetensors", "no.safetensors", "--to", "comfyui", "--model", "wan2.1-t2v-14b"]) == 2
+    err = capsys.readouterr().err
+    assert "Wan 14B" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "no.safetensors").exists()

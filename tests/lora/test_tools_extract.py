@@ -174,7 +174,6 @@ _CHILD = textwrap.dedent("""
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     import torch
     from vidlora.lora.tools.extract import extract_lora
-    from vidlora.model import meta_transformer
     report = extract_lora(sys.argv[1], sys.argv[2], sys.argv[4], rank=8, progress=False)
     print("worst", max(report.errors.values()), "modules", len(report.errors))
     try:  # the control, after the run (a failed huge allocation leaves glibc's heap poorer)

@@ -119,6 +119,9 @@ class NameTable:
         self._du_inner = {g.path: {n.replace(".", "_"): n for n in g.diffusers_inner} for g in self.groups}
         self._du_top = {n.replace(".", "_"): n for names, _ in self.top.values() for n in names}
         self._diffusers_top = {n for names, _ in self.top.values() for n in names} | set(self.top_params.values())
+        # underscored name -> Target: the kohya reader asks every family's table about every
+        # module name of a file (7 tables x 1,200 names for a Wan 14B LoRA); Targets are frozen
+        self._underscored_memo: dict[str, Target | None] = {}
 
     @staticmethod
     def _block_re(container: str, sep: str) -> re.Pattern:
@@ -176,6 +179,13 @@ class NameTable:
     def translate_underscored(self, name: str) -> Target | None:
         """Target of a kohya-style underscored original name (``blocks_0_self_attn_q``), also
         accepting the group's ``underscore_aliases``."""
+        if name not in self._underscored_memo:
+            if len(self._underscored_memo) > 1 << 16:  # bounded: names from many files
+                self._underscored_memo.clear()
+            self._underscored_memo[name] = self._translate_underscored(name)
+        return self._underscored_memo[name]
+
+    def _translate_underscored(self, name: str) -> Target | None:
         for pattern, group in self._owner_re_u:
             m = pattern.match(name)
             if m:
