@@ -193,3 +193,25 @@ def test_inspect_against_each_tiny_family(tmp_path, capsys, kind, lora):
     assert main(["inspect", path, "--model", f"tiny:{kind}", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["compatibility"]["ok"] and report["compatibility"]["skipped"] == []
+
+
+def test_framepack_schedule_restarts_per_section_on_the_pipeline():
+    """The real (tiny) FramePack pipeline, 3 sections of 2 steps: the strength in force at
+    each transformer call follows the step index within its section."""
+    pipe = vidlora.tiny_pipeline("framepack")
+    h = vidlora.attach(pipe)
+    model = tiny_transformer("framepack")
+    paths = [n for n, m in model.named_modules() if type(m) is torch.nn.Linear and n.startswith("transformer_blocks.")]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_lora(f"{tmp}/fp.safetensors", random_truth(model, seed=6, paths=paths), "H5")
+        h.add(path, name="fp", weight=[0.25, 1.0])
+    seen = []
+    pipe.transformer.register_forward_pre_hook(lambda *a: seen.append(h.current_weight("fp")))
+    info = model_info("tiny:framepack", "i2v")
+    pipe(image=Image.new("RGB", (32, 32), (50, 90, 130)), prompt="a fox", height=32, width=32, num_frames=13,
+         latent_window_size=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np",
+         prompt_template=info.prompt_template)  # fmt: skip
+    sections = len(seen) // 2
+    assert sections >= 2 and seen == [0.25, 1.0] * sections

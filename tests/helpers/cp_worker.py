@@ -11,6 +11,7 @@ one-process result), ``out`` with ``vidlora.context_parallel`` on; the test comp
 from __future__ import annotations
 
 import datetime
+import inspect
 import sys
 import traceback
 
@@ -184,7 +185,8 @@ def _pipeline_case(kind, cp_kwargs, mesh=None, **call):
     cp = vidlora.context_parallel(pipe, mesh=mesh, **cp_kwargs)
     rank = dist.get_rank()
     out = generate(rank, "np")  # a different seed on every rank but 0
-    info = {"class": type(pipe).__name__, "is_main": cp.is_main, "subclassed": type(pipe) is not cls}
+    info = {"class": type(pipe).__name__, "is_main": cp.is_main, "subclassed": type(pipe) is not cls,
+            "signature_kept": inspect.signature(pipe.__call__) == inspect.signature(cls.__call__.__get__(pipe))}
     cp.remove()
     info["class_restored"] = type(pipe) is cls
     h.detach()

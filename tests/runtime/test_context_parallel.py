@@ -138,6 +138,7 @@ def _check_pipeline_case(per_rank: list[dict]) -> None:
     assert main["out"].ndim == 5 and main["out"].shape[-1] == 3  # decoded frames (1, F, H, W, 3)
     _same(other["out"], other["ref_latents"], True, "rank 1 latents (no VAE decode there)")
     assert other["info"]["subclassed"] and not main["info"]["subclassed"]
+    assert all(c["info"]["signature_kept"] for c in per_rank)  # callers inspect the pipeline's arguments
     assert all(c["info"]["class_restored"] for c in per_rank)
 
 

@@ -396,7 +396,8 @@ class Adapters:
                     "blocks": list(a.blocks) if a.blocks is not None else "all",
                     "models": list(a.models),
                     "expert": a.expert_reason,
-                    "linears": sum(len(set(s.parts)) for s in slots if s is not None),
+                    "linears": sum(len(set(s.parts)) for s in slots if s is not None)
+                    + sum(t.adapter == a.name for _, u in a.units for t in u.kron_terms),
                     "deltas": len(a.delta_keys),
                     "bytes": sum(u.stack.nbytes_of(a.name) + u.kron_nbytes(a.name) for _, u in a.units)
                     + self._deltas.nbytes(a.name),

@@ -32,6 +32,7 @@ Inference only. Call :meth:`ContextParallel.remove` to go back to one process's 
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -401,6 +402,9 @@ def _latents_only(cls: type) -> type:
             bound = signature.bind(self, *args, **kwargs)
             bound.arguments["output_type"] = "latent"
             return cls.__call__(*bound.args, **bound.kwargs)
+
+        # the original's name, docs and signature (callers inspect which arguments it takes)
+        functools.update_wrapper(__call__, cls.__call__)
 
         sub = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__, "__doc__": cls.__doc__,
                                           "_vidlora_latents_only": True})  # fmt: skip

@@ -152,6 +152,10 @@ def relaunch(par: ParallelRun, argv: list[str], device: str | None) -> int:
     from torch.distributed.run import get_args_parser, run
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its warning
+    import logging
+
+    # a failing rank already printed its one line; the launcher's own report would repeat it as a log dump
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     launch = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={par.gpus}", "-m", "vidlora", *argv]
     )

@@ -81,7 +81,7 @@ def generate(
                         ("reference_images", reference_images), ("last_image", last_image)):  # fmt: skip
         if value is not None:
             kwargs[name] = value
-    accepted = inspect.signature(pipe.__call__).parameters
+    accepted = _call_parameters(pipe)
     for name in ("num_frames", "width", "height", "guidance_scale"):  # derived from inputs in some pipelines
         if name not in accepted:
             kwargs.pop(name)
@@ -119,6 +119,19 @@ def generate(
             f"{info.pipeline_class} returned frames of shape {video_out.shape}; expected {(frames, height, width, 3)}"
         )
     return video_out
+
+
+def _call_parameters(pipe):
+    """The named parameters of the pipeline class's own ``__call__`` (not of a wrapper that
+    takes ``*args, **kwargs``, as context parallelism's latents-only subclass does)."""
+    for cls in type(pipe).__mro__:
+        fn = cls.__dict__.get("__call__")
+        if fn is None:
+            continue
+        params = inspect.signature(fn).parameters
+        if any(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for name, p in params.items() if name != "self"):
+            return params
+    return inspect.signature(pipe.__call__).parameters
 
 
 def _call_overrides(pipe, info: ModelInfo, flow_shift: float | None, guidance: float) -> list:

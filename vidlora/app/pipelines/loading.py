@@ -65,7 +65,9 @@ def runtime_adopts_prefused() -> bool:
 def tiny_pipeline(kind: str = "wan-t2v", device: str = "cpu"):
     """The embedded tiny pipeline ``kind``, loaded (fp32 on the CPU): what ``--model
     tiny:KIND`` runs. kind: one of "wan-t2v", "wan-i2v", "wan2.2-t2v-a14b",
-    "hunyuan-t2v", "hunyuan-i2v". Built into the vidlora cache on first use (seconds),
+    "hunyuan-t2v", "hunyuan-i2v", "wan-vace", "wan-vace-a14b", "skyreels-v2-t2v",
+    "skyreels-v2-df", "wan-animate", "framepack", "hunyuan1.5-t2v", "hunyuan1.5-i2v"
+    (TINY_PIPELINE_KINDS). Built into the vidlora cache on first use (seconds),
     then loaded from there; ``vidlora.app.tiny.tiny_pipeline_dir(kind)`` is the folder.
 
     >>> pipe = vidlora.tiny_pipeline("wan-t2v")       # doctest: +SKIP
