@@ -27,15 +27,17 @@ Cases, each timed round-robin (a shared VM drifts over seconds), 5 runs after 1 
   Goal: <= 0.1x. Afterwards both models run one small forward: the benchmark fails if
   their outputs disagree (a method that did nothing cannot look fast).
 * ``fusion copy, Wan 14B block``: what attach's q/k/v + cross k/v concatenation costs on
-  one 14B-shaped block (width 5120, bf16): ``attach`` with and without fused units, the
-  difference x 40 blocks, and the peak resident memory each adds (Linux VmHWM, reset
+  one 14B-shaped block (width 5120, bf16): ``attach`` with fused units on a fresh copy
+  (separate weights: copied), unfused, and fused on weights that are already adjacent
+  rows of one buffer (after a detach, or vidlora's prefused load: adopted, no copy); the
+  copy's cost x 40 blocks, and the peak resident memory each adds (Linux VmHWM, reset
   before each run).
 * ``load fp32 checkpoint as bf16 + attach, Wan 14B block``: the Wan-AI Diffusers releases
   are fp32 and load in bf16, so diffusers converts every weight and attach then copies the
   fused ones again. diffusers ``from_pretrained`` + ``attach`` (the baseline) vs vidlora's
   prefused load (``vidlora.app.pipelines.prefused``: the fused rows converted straight
-  into one buffer) + ``attach``; ``load_ms`` / ``attach_ms`` beside the total. Attach
-  still copies until the runtime adopts adjacent row views (``runtime_adopts_prefused``).
+  into one buffer) + ``attach``; ``load_ms`` / ``attach_ms`` beside the total (attach
+  adopts the prefused rows without a copy when ``runtime_adopts_prefused``).
 """
 
 from __future__ import annotations
@@ -272,19 +274,29 @@ def _fusion_copy_rows(ctx: RunContext, repeats: int, threads: int) -> Iterator[d
     info = dict(model=f"one Wan 14B-shaped block ({BIG_CONFIG}), bf16", threads=threads, fused_bytes=fused_bytes,
                 blocks_projected=BIG_BLOCKS)  # fmt: skip
     measured: dict[str, dict[str, Any]] = {}
-    for fuse in (True, False, True, False) * max(1, repeats // 2):
-        have_hwm = _peak_rss_reset()
-        rss0 = _rss_kb("VmRSS")
-        t0, c0 = time.perf_counter(), time.process_time()
-        h = vidlora.attach(block, fuse=fuse)
-        t1, c1 = time.perf_counter(), time.process_time()
-        peak = (_rss_kb("VmHWM") - rss0) * 1024 if have_hwm else None
-        h.detach()
-        m = measured.setdefault("vidlora attach, fused units" if fuse else "vidlora attach, unfused",
-                                {"ms": [], "cpu": [], "peak": []})  # fmt: skip
-        m["ms"].append((t1 - t0) * 1e3)
-        m["cpu"].append((c1 - c0) * 1e3)
-        m["peak"].append(peak)
+    # Each run attaches a fresh copy whose q/k/v are separate allocations (a detach leaves
+    # them as adjacent rows of one buffer, which the next attach adopts without a copy:
+    # the third case). The copy is made before the clock starts.
+    adjacent = copy.deepcopy(block)
+    vidlora.attach(adjacent).detach()
+    cases = {"vidlora attach, fused units (separate weights: copied)": (True, None),
+             "vidlora attach, unfused": (False, None),
+             "vidlora attach, fused units (adjacent rows: adopted)": (True, adjacent)}  # fmt: skip
+    for _ in range(max(2, repeats)):
+        for name, (fuse, model) in cases.items():
+            subject = model if model is not None else copy.deepcopy(block)
+            have_hwm = _peak_rss_reset()
+            rss0 = _rss_kb("VmRSS")
+            t0, c0 = time.perf_counter(), time.process_time()
+            h = vidlora.attach(subject, fuse=fuse)
+            t1, c1 = time.perf_counter(), time.process_time()
+            peak = (_rss_kb("VmHWM") - rss0) * 1024 if have_hwm else None
+            h.detach()
+            del subject
+            m = measured.setdefault(name, {"ms": [], "cpu": [], "peak": []})
+            m["ms"].append((t1 - t0) * 1e3)
+            m["cpu"].append((c1 - c0) * 1e3)
+            m["peak"].append(peak)
     rows = []
     for name, m in measured.items():
         peaks = [p for p in m["peak"] if p is not None]
@@ -294,7 +306,7 @@ def _fusion_copy_rows(ctx: RunContext, repeats: int, threads: int) -> Iterator[d
                             peak_rss_added_max_bytes=max(peaks) if peaks else None, **info))  # fmt: skip
     ratio_rows(rows, "vidlora attach, unfused")
     yield from rows
-    fused, unfused = (next(r for r in rows if r["method"] == n) for n in measured)
+    fused, unfused = (next(r for r in rows if r["method"] == n) for n in list(cases)[:2])
     copy_ms = fused["value"] - unfused["value"]
     yield ctx.row(BENCHMARK, case, f"fusion copy x {BIG_BLOCKS} blocks (projected)", "ms", copy_ms * BIG_BLOCKS, "ms",
                   per_block_ms=copy_ms, per_block_bytes=fused_bytes, gb_per_s=fused_bytes / max(copy_ms, 1e-9) / 1e6,

@@ -247,7 +247,7 @@ def test_stack_grows_in_buckets_and_fills_in_place():
     h.remove("b")  # a swap: the freed rows are reused in place, nothing reallocated
     assert unit.stack.stored_rank == 32 and unit.stack.used_rank == 12 and unit.lora_a.data_ptr() == ptr
     assert [s.name for s in unit.stack.slots] == ["a", "c"] and unit.stack.slots[1].start == 4
-    assert not unit.lora_a[12:].any() and not unit.lora_b[:, 12:].any()
+    assert not unit.lora_scale[12:].any()  # freed rows sit behind a zero scale (test_stack_reuse.py)
     h.add(b)
     assert unit.stack.stored_rank == 32 and unit.lora_a.data_ptr() == ptr
     h.add(d)

@@ -47,8 +47,14 @@ def _resolve_source(source: str | os.PathLike) -> tuple[str, tuple[str, ...]]:
     return str(resolved.path), tuple(resolved.trigger_words)
 
 
+# bf16 and fp32 share fp32's exponent range: their own-dtype sum overflows only where an
+# fp32 one would (~3x faster than summing bf16 in fp32); fp16/fp8 sums go through fp32.
+_OWN_SUM = (torch.bfloat16, torch.float32, torch.float64)
+
+
 def _check_tensors(raw: RawFile) -> None:
     unused = unused_alpha_keys(raw.tensors)
+    checked: list[tuple[str, torch.Tensor]] = []
     for key, t in raw.tensors.items():
         if is_text_encoder_key(key):
             continue
@@ -58,11 +64,16 @@ def _check_tensors(raw: RawFile) -> None:
         # An integer alpha (torch.tensor(16)) is an exact number; weights must be floats.
         if not t.is_floating_point() and not (split[1] == "alpha" and t.dtype != torch.bool):
             raise LoRAFormatError(f"{raw.path}: tensor {key!r} has dtype {t.dtype}; LoRA tensors must be floating point")
-        # One fp32-accumulated sum per tensor: NaN/Inf anywhere makes it non-finite (and
-        # a finite tensor whose sum overflows just gets the exact check), ~4x cheaper than
-        # an element-wise isfinite mask on every tensor of every add().
-        if t.is_floating_point() and t.element_size() > 1 and bool(torch.isfinite(t.sum(dtype=torch.float32))):
-            continue
+        checked.append((key, t))
+    # One sum over all tensors decides the usual case: NaN/Inf anywhere makes it non-finite
+    # (a finite file whose sum overflows just gets the exact check below).
+    total = torch.zeros((), dtype=torch.float64)
+    for _, t in checked:
+        if t.numel():
+            total += t.sum() if t.dtype in _OWN_SUM else t.float().sum()
+    if bool(torch.isfinite(total)):
+        return
+    for key, t in checked:
         finite = torch.isfinite(t if t.is_floating_point() and t.element_size() > 1 else t.float())
         if key in unused and t.numel() == 1 and float(t.reshape(()).float()) == float("inf"):
             continue  # ai-toolkit's full-rank LoKr alpha (9999999999 -> fp16 inf): never used (lycoris.py)

@@ -58,6 +58,7 @@ from .fp8 import normalize_fp8_mode
 from .offload import group_offloaded, pinned_copies
 from .patching import PatchedModel, find_transformers
 from .plan import InstallPlan, check_blocks, make_plan
+from .rank_stack import require_finite
 from .report import Report, model_summary
 from .schedules import WeightSpec, check_weight, current_step, describe_weight, is_schedule, weight_at
 from .unit import LoRALinear
@@ -132,11 +133,12 @@ def _piece_rank(piece) -> int:
     return src.lora_rank if isinstance(src, FactoredDelta) else int(src.shape[0])
 
 
-def _expand(piece, dtype: torch.dtype):
+def _expand(name: str, piece, dtype: torch.dtype):
     """A stack piece; a LoHa / LoKr's exact LoRA form is formed here, one unit at a time."""
     path, src, up, scale = piece
     if isinstance(src, FactoredDelta):
         down, up = src.low_rank(dtype=torch.float32)
+        require_finite(name, [(path, down), (path, up)])
         return path, down.to(dtype), up.to(dtype), scale
     return piece
 
@@ -195,12 +197,13 @@ class Adapters:
         adapter.blocks = check_blocks(blocks, self._patched)
         plan = make_plan(lora, name, self._patched, blocks=adapter.blocks, expert=expert, strict=strict)
         adapter.expert_reason, adapter.skipped, adapter.warnings = plan.expert_reason, plan.skipped, plan.warnings
-        self._install(adapter, plan)
+        # read_lora checked a file's tensors just now; a LoRAFile from elsewhere is checked here
+        self._install(adapter, plan, checked=not isinstance(source, LoRAFile))
         self._sync_step_hooks()
         return name
 
     @torch.no_grad()
-    def _install(self, adapter: _Adapter, plan: InstallPlan) -> None:
+    def _install(self, adapter: _Adapter, plan: InstallPlan, checked: bool = False) -> None:
         new_units: list[tuple[PatchedModel, str]] = []
 
         def unit_for(pm: PatchedModel, path: str) -> LoRALinear:
@@ -214,6 +217,10 @@ class Adapters:
             if not any(u is unit for _, u in adapter.units):
                 adapter.units.append((pm.key, unit))
 
+        # the stacks hold only finite values (rank_stack.py): checked before any write
+        if not checked:
+            require_finite(adapter.name, ((p, t) for mp in plan.models for p, lr in mp.linears.items()
+                                          for t in (lr.down, lr.up)))  # fmt: skip
         try:
             for mp in plan.models:
                 pm = mp.pm
@@ -239,7 +246,7 @@ class Adapters:
                         "group offloading set up earlier would not move; add adapters before enabling offloading"
                     )
                 for unit, pieces in by_unit.values():
-                    unit.stack.add(adapter.name, [_expand(p, unit.compute_dtype) for p in pieces])
+                    unit.stack.add(adapter.name, [_expand(adapter.name, p, unit.compute_dtype) for p in pieces])
                     touched(pm, unit)
                 for path, delta in mp.kron.items():
                     unit = unit_for(pm, path)
@@ -254,7 +261,7 @@ class Adapters:
         except BaseException:
             self._adapters.pop(adapter.name, None)
             for _, unit in adapter.units:
-                unit.stack.remove(adapter.name)
+                unit.stack.remove(adapter.name, scrub=True)  # bit for bit as before
                 unit.remove_kron(adapter.name)
             adapter.units.clear()
             for key in adapter.delta_keys:

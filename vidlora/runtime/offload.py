@@ -46,6 +46,16 @@ def _group_hook(module: nn.Module):
     return registry.get_hook("group_offloading")
 
 
+def _modules(model: nn.Module):
+    """Every module under ``model`` (a shared one may come twice), without the path
+    strings ``modules()`` builds: this scan runs on every add and remove."""
+    todo = [model]
+    while todo:
+        m = todo.pop()
+        yield m
+        todo.extend(c for c in m._modules.values() if c is not None)
+
+
 def refuse_offload_hooks(key: str, model: nn.Module) -> None:
     """Raise when offloading hooks sit inside ``model`` (below its top level)."""
     for name, m in model.named_modules():
@@ -77,7 +87,7 @@ def storage_of(module: nn.Module, name: str) -> torch.Tensor:
 
 def pinned_copies(model: nn.Module) -> bool:
     """Whether group offloading with CUDA streams (pinned copies made at setup) is on."""
-    for m in model.modules():
+    for m in _modules(model):
         hook = _group_hook(m)
         if hook is not None and getattr(getattr(hook, "group", None), "stream", None) is not None:
             return True
@@ -86,4 +96,4 @@ def pinned_copies(model: nn.Module) -> bool:
 
 def group_offloaded(model: nn.Module) -> bool:
     """Whether group offloading hooks sit in ``model`` (they move what they saw at setup)."""
-    return any(_group_hook(m) is not None for m in model.modules())
+    return any(_group_hook(m) is not None for m in _modules(model))

@@ -14,23 +14,34 @@ zero scale, so:
 
 The tensors are the owner module's buffers ``lora_a``, ``lora_b``, ``lora_scale``, whose
 *objects* never change (only their ``.data``), so offload hooks that recorded them at
-setup (model / group offloading) keep moving them. Invariant: rows and columns past the
-used ones are zero.
+setup (model / group offloading) keep moving them.
+
+Invariant: past the used rows the scale is zero; A rows and B columns there are zero or
+*stale*, the finite values a removed adapter left. A stale row adds exactly nothing (a
+finite x A^T times a zero scale times finite B entries: +0 in every sum), so a remove
+only zeroes the scale, and a swap writes the new adapter's bytes once instead of zeroing
+the old ones first. NaN/Inf is refused before anything is written (:meth:`add`), so none
+can be left behind. ``scrub`` zeroes for real (a failed add restores the stack bit for bit).
 
 For a fused unit (q/k/v), B is block-diagonal: an adapter's q ranks have non-zero B
 entries only in the q rows. That costs (parts - 1) x more B memory than separate units
 (about 80 MB for a rank-32 LoRA over Wan 14B's 40 q/k/v groups in bf16) and buys one read
-of x for all three projections.
+of x for all three projections. Each column is tagged with the part whose B rows may be
+non-zero in it (``None``: all zero), so an add over stale columns zeroes the rows outside
+its part only where another part's values were left.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-__all__ = ["RankStack", "Slot", "Part", "rank_bucket", "RANK_MULTIPLE"]
+from vidlora.errors import LoRAFormatError
+
+__all__ = ["RankStack", "Slot", "Part", "rank_bucket", "require_finite", "RANK_MULTIPLE"]
 
 # Ranks are padded to a multiple of 16: the smallest K of a bf16/fp16 tensor-core MMA.
 RANK_MULTIPLE = 16
@@ -69,6 +80,24 @@ class Slot:
 Piece = tuple[str, torch.Tensor, torch.Tensor, float]
 
 
+_OWN_SUM = (torch.bfloat16, torch.float32, torch.float64)  # fp32's range: their own sum will do
+
+
+def require_finite(adapter: str, pieces: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Raise LoRAFormatError naming the first ``(path, tensor)`` with NaN/Inf. One sum
+    over all of them decides the usual case (NaN/Inf anywhere makes it non-finite; a sum
+    that merely overflows gets the element-wise check)."""
+    pieces = [(p, t) for p, t in pieces if t.numel() and t.device.type != "meta"]
+    total = torch.zeros((), dtype=torch.float64)
+    for _, t in pieces:
+        total += (t.sum() if t.dtype in _OWN_SUM else t.float().sum()).to(total.device)
+    if bool(torch.isfinite(total)):
+        return
+    for path, t in pieces:
+        if not bool(torch.isfinite(t.float()).all()):
+            raise LoRAFormatError(f"adapter {adapter!r}: the LoRA factors of {path} contain NaN or Inf")
+
+
 class RankStack:
     """The slot allocator over ``owner``'s ``lora_a`` / ``lora_b`` / ``lora_scale`` buffers."""
 
@@ -76,6 +105,8 @@ class RankStack:
         self._owner = owner
         self._parts = {p.path: p for p in parts}
         self.slots: list[Slot] = []
+        # per stored row: the part whose B rows may be non-zero in that column (None: zeros)
+        self._tags: list[str | None] = []
 
     # ------------------------------------------------------------------ views
     @property
@@ -106,7 +137,8 @@ class RankStack:
     def add(self, name: str, pieces: list[Piece]) -> Slot:
         """Append an adapter, one piece per projection of the unit it targets. Its scale
         entries start at 0 (inactive); the caller writes them with :meth:`set_scale`. The
-        tensors are written straight into the stack."""
+        tensors are written straight into the stack; they must be finite (the invariant
+        above: the caller checks them with :func:`require_finite` before any write)."""
         if self.slot(name) is not None:
             raise ValueError(f"adapter {name!r} is already on {getattr(self._owner, 'unit_name', self._owner)}")
         o = self._owner
@@ -121,13 +153,16 @@ class RankStack:
                 part = self._parts[path]
                 r = int(down.shape[0])
                 o.lora_a[col : col + r] = down
-                o.lora_b[part.start : part.stop, col : col + r] = up
+                b = o.lora_b[:, col : col + r]
+                b[part.start : part.stop] = up
+                if any(t is not None and t != path for t in self._tags[col : col + r]):
+                    b[: part.start] = 0  # another part's stale rows: block-diagonal again
+                    b[part.stop :] = 0
+                self._tags[col : col + r] = [path] * r
                 row_scale[col - start : col - start + r] = scale
                 col += r
         except BaseException:
-            # keep the invariant the next add relies on: unused rows and columns are zero
-            o.lora_a[start : start + rank] = 0
-            o.lora_b[:, start : start + rank] = 0
+            self._scrub(start, start + rank)
             raise
         o.lora_scale[start : start + rank] = 0.0
         slot = Slot(name, start, rank, row_scale, tuple(p for p, *_ in pieces))
@@ -135,9 +170,10 @@ class RankStack:
         return slot
 
     @torch.no_grad()
-    def remove(self, name: str, shrink: bool = True) -> None:
+    def remove(self, name: str, shrink: bool = True, scrub: bool = False) -> None:
         """Drop an adapter's rows, compacting the ones after it in place; reallocate smaller
-        (freeing memory) when less than half of the stack stays in use and ``shrink``."""
+        (freeing memory) when less than half of the stack stays in use and ``shrink``.
+        The freed rows keep their (finite) values behind a zero scale unless ``scrub``."""
         slot = self.slot(name)
         if slot is None:
             return
@@ -150,16 +186,26 @@ class RankStack:
             o.lora_a[lo : lo + tail] = o.lora_a[hi:used].clone()
             o.lora_b[:, lo : lo + tail] = o.lora_b[:, hi:used].clone()
             o.lora_scale[lo : lo + tail] = o.lora_scale[hi:used].clone()
+            tags = self._tags  # columns move with their tags; the vacated ones keep theirs
+            self._tags = tags[:lo] + tags[hi:used] + tags[used - slot.rank : used] + tags[used:]
         new_used = used - slot.rank
-        o.lora_a[new_used:used] = 0
-        o.lora_b[:, new_used:used] = 0
         o.lora_scale[new_used:used] = 0
         self.slots.remove(slot)
         for s in self.slots:
             if s.start > lo:
                 s.start -= slot.rank
+        if scrub:
+            self._scrub(new_used, self.stored_rank)
         if shrink and rank_bucket(new_used) * 2 < self.stored_rank:
             self._resize(rank_bucket(new_used))
+
+    def _scrub(self, lo: int, hi: int) -> None:
+        """Zero rows [lo, hi) past the used ones (no longer stale)."""
+        o = self._owner
+        o.lora_a[lo:hi] = 0
+        o.lora_b[:, lo:hi] = 0
+        o.lora_scale[lo:hi] = 0
+        self._tags[lo:hi] = [None] * (min(hi, len(self._tags)) - lo)
 
     @torch.no_grad()
     def set_scale(self, name: str, weight: float) -> None:
@@ -180,3 +226,4 @@ class RankStack:
         b[:, :used] = o.lora_b[:, :used]
         c[:used] = o.lora_scale[:used]
         o.lora_a.data, o.lora_b.data, o.lora_scale.data = a, b, c
+        self._tags = self._tags[:used] + [None] * (rows - used)  # fresh zeros past the used rows

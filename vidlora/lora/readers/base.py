@@ -90,8 +90,10 @@ def best_families(modules: list[str], score: Callable[[FamilySpec, str], object]
     tables read the file equally well (a plain Wan LoRA reads as Wan, VACE, SkyReels...).
     With no score anywhere, the first registered one (its reader then reports the names)."""
 
+    names = list(dict.fromkeys(modules))  # a module's down, up and alpha count once
+
     def total(spec: FamilySpec):
-        values = [score(spec, m) for m in modules]
+        values = [score(spec, m) for m in names]
         if values and isinstance(values[0], tuple):
             return tuple(sum(v[i] for v in values) for i in range(len(values[0])))
         return sum(values)
