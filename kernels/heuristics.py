@@ -86,7 +86,14 @@ half the SMs (fewer would leave HBM bandwidth unused): H100 (50 MB L2, 132 SMs),
 BLOCK_M = 32: K = 3072 -> 132 programs (25.9 MB in flight), K = 5120 -> 80 (26.2 MB),
 K = 13824 -> 66 (58 MB: the early tiles of a block may miss L2; worst case one more read
 of x, 0.27 ms against ~3.5 ms of fp8 GEMM at M = 32760). BLOCK_M = 32 re-reads A from L2
-once per 32 rows (R/32 of the x traffic at rank R). Estimates until a GPU measures them.
+once per 32 rows (R/32 of the x traffic at rank R). Bytes in flight are the L2 footprint
+times stages x BLOCK_K / K, so the pass runs a deeper pipeline where 6 stages fit in 3/4
+of shared memory (at most one program per SM, nothing else resident): at K = 5120 on
+sm_90, 80 programs x 6 x 32 x 128 x 2 B = 3.9 MB in flight (4 stages: 2.6 MB, about
+H100's bandwidth x latency product, 3.35 TB/s x ~0.8 us, with no headroom). Not 8: under
+Triton 3.6 (the lent machine's) the fp16 pass spills 4 at 8 stages on sm_90, none at 6
+(Triton 3.9: none at 8). AOT audit at 6: 0 spills, 0 local memory, 80 KB on sm_90.
+Estimates until a GPU measures them.
 """
 
 from __future__ import annotations
@@ -422,8 +429,11 @@ def quant_config(
     block_m = _QUANT_BLOCK_M
     block_r = pad_rank(min(r, QUANT_MAX_RANK))
     limit = shared_memory_limit(capability)
-    stages = 4
-    block_k = next((bk for bk in (128, 64) if (block_m + block_r) * bk * elem_bytes * stages <= limit // 2), 32)
+    tile = lambda bk, st: (block_m + block_r) * bk * elem_bytes * st  # noqa: E731 (staged x and A bytes)
+    block_k = next((bk for bk in (128, 64) if tile(bk, 4) <= limit // 2), 32)
+    # The deepest pipeline in 3/4 of the limit (one program per SM at most, nothing else
+    # resident): stages x BLOCK_K / K of the L2 footprint is in flight (module doc).
+    stages = 6 if tile(block_k, 6) <= limit * 3 // 4 else 4
     blocks = math.ceil(max(m, 1) / block_m)
     fit = (l2_bytes // 2) // (block_m * k * elem_bytes)
     programs = max(1, min(blocks, max(sm_count // 2, min(sm_count, fit))))

@@ -61,6 +61,10 @@ def test_quantize_pass_grid_keeps_the_reread_in_half_the_l2():
         in_flight = p * 32 * k * 2
         # Under half the L2 unless that would leave more than half the SMs idle.
         assert in_flight <= 25 * _MiB or p == 132 // 2, (k, in_flight)
+    # bytes in flight: 6 stages of 128-wide K steps at rank 16 on sm_90 (4 gave 2.6 MB, ~H100's
+    # bandwidth x latency product with no headroom)
+    q = quant_config(32760, 5120, 16, 2, H100, 132, 50 * _MiB)
+    assert (q.block_k, q.num_stages) == (128, 6) and q.programs * q.num_stages * 32 * q.block_k * 2 >= 3.9 * 10**6
     assert quant_config(1, 5120, 32, 2, H100, 132, 50 * _MiB).programs == 1  # never more programs than blocks
     assert quant_config(32760, 5120, 32, 2, H100, 16, 50 * _MiB).programs == 16  # a small GPU: all its SMs
 
