@@ -5,12 +5,14 @@ What is checked through HTTP alone (the response headers say which replica answe
 whether the LoRA set was loaded for the request): the MP4 equals the CLI's with the same
 settings; the LoRA list in another order gives the same video; two sets alternating load
 at most once each per replica; bad requests answer 4xx naming the problem and the next
-good request still gives the same video; past the queue, 503 naming the limit."""
+good request still gives the same video; past the queue, 503 naming the limit; an
+asynchronous job completes and its video equals the synchronous one."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -181,3 +183,52 @@ def test_past_the_queue_is_503_naming_the_limit(server):
     refused = next(json.loads(body) for status, _, body in results if status == 503)
     assert "max_queued_requests=1" in refused["error"]
     assert next(h for s, h, _ in results if s == 503)["Retry-After"]
+
+
+def _wait_for(server, job_id, limit_s=240):
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        status, _, body = _call(server, f"/v1/jobs/{job_id}")
+        assert status == 200, body[:300]
+        job = json.loads(body)
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {limit_s} s")
+
+
+def test_async_jobs_complete_and_equal_the_synchronous_video(server, tmp_path):
+    body = {**_BASE, "prompt": "a heron", "seed": 5, "lora": [{"model": "motion", "weight": 0.6}]}
+    ids = []
+    for seed in (5, 6):
+        status, headers, reply = _call(server, "/v1/jobs", {**body, "seed": seed})
+        assert status == 202, reply[:300]
+        job = json.loads(reply)
+        assert job["status"] in ("queued", "running") and headers["Location"] == job["url"] == f"/v1/jobs/{job['id']}"
+        ids.append(job["id"])
+    early, _, reply = _call(server, f"/v1/jobs/{ids[1]}/video")  # made at once, or not yet: never anything else
+    assert early == 200 or (early == 409 and "not made yet" in json.loads(reply)["error"]), reply[:300]
+    # a bad body is refused as /v1/generate refuses it, and never becomes a job
+    status, _, reply = _call(server, "/v1/jobs", {"prompt": "x", "num_frames": -1})
+    assert status == 400 and "num_frames" in json.loads(reply)["error"]
+    status, _, reply = _call(server, "/v1/jobs")
+    assert status == 200 and {j["id"] for j in json.loads(reply)["jobs"]} >= set(ids)
+
+    frames = []
+    for job_id, seed in zip(ids, (5, 6)):
+        job = _wait_for(server, job_id)
+        assert job["status"] == "done", job
+        assert job["request"]["seed"] == seed and job["request"]["loras"][0]["weight"] == 0.6 and job["seconds"] >= 0
+        status, headers, mp4 = _call(server, f"/v1/jobs/{job_id}/video")
+        assert status == 200 and headers["Content-Type"] == "video/mp4" and headers["X-Vidlora-Lora-Set"]
+        frames.append(decoded(mp4, tmp_path / f"job-{seed}.mp4"))
+    status, _, mp4 = _generate(server, prompt="a heron", seed=5, lora=body["lora"])
+    assert status == 200 and np.array_equal(decoded(mp4, tmp_path / "sync.mp4"), frames[0])
+    assert not np.array_equal(frames[0], frames[1])  # the other seed is another video
+
+    status, _, reply = _call(server, f"/v1/jobs/{ids[0]}", method="DELETE")
+    assert status == 200 and json.loads(reply)["deleted"] is True
+    assert _call(server, f"/v1/jobs/{ids[0]}")[0] == 404
+    assert _call(server, f"/v1/jobs/{ids[0]}/video")[0] == 404
+    assert _call(server, "/v1/jobs/nope/video")[0] == 404
+    assert _call(server, "/v1/jobs", {"prompt": "x"}, token=None)[0] == 401

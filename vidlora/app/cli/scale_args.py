@@ -67,6 +67,8 @@ def add_scale_commands(sub, add_common_args) -> None:
     p.add_argument("--lru", type=_workers, default=4, help="LoRA sets each replica keeps in host memory (default 4)")
     p.add_argument("--max-queued", type=_workers, default=8,
                    help="requests that may wait for a replica; past it: 503 (default 8)")
+    p.add_argument("--max-jobs", type=_workers, default=64,
+                   help="asynchronous jobs (POST /v1/jobs) held, finished ones with their MP4 (default 64)")
     p.add_argument("--token", default=None,
                    help="bearer token the /v1 routes require (or set VIDLORA_SERVE_TOKEN); needed off loopback")
     p.add_argument("--lora-dir", action="append", default=[], metavar="DIR",

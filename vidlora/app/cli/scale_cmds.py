@@ -33,8 +33,8 @@ def run_serve_cmd(args) -> int:
     config = ServeConfig(
         model=args.model, task=model_task(args.model, args.task), fp8=args.fp8, offload=args.offload,
         device=args.device, host=args.host, port=args.port, replicas=args.replicas, lru=args.lru,
-        max_queued=args.max_queued, token=token, lora_dirs=tuple(args.lora_dir), allow_url_hosts=tuple(args.allow_url_host),
-        allow_any_url=args.allow_any_url,
+        max_queued=args.max_queued, max_jobs=args.max_jobs, token=token, lora_dirs=tuple(args.lora_dir),
+        allow_url_hosts=tuple(args.allow_url_host), allow_any_url=args.allow_any_url,
         limits=ServeLimits(max_frames=args.max_frames, max_steps=args.max_steps, max_side=args.max_size,
                            max_pixels=args.max_size * args.max_size),
     )  # fmt: skip
@@ -50,7 +50,7 @@ def run_serve_cmd(args) -> int:
         info = start_server(config)
         say.print(f"vidlora serve: {info.url} ({info.shape}; {config.lru} LoRA sets per replica, "
                   f"{config.max_queued} queued at most){' with a bearer token' if token else ''}", style="green")  # fmt: skip
-        say.print(f"  curl -s {info.url}/healthz    POST {info.url}/v1/generate    Ctrl-C stops")
+        say.print(f"  curl -s {info.url}/healthz    POST {info.url}/v1/generate (or /v1/jobs)    Ctrl-C stops")
         try:
             while True:
                 time.sleep(3600)

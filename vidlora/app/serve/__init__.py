@@ -4,6 +4,7 @@
 - request: ``POST /v1/generate`` bodies -> ``GenerateBody`` or a 4xx naming the field
 - policy: where LoRA sources and image URLs may come from; the bearer token
 - ingress: the HTTP routes; resolves LoRAs, hashes the set, calls the model deployment
+- jobs: ``POST /v1/jobs``: asynchronous jobs held by the ingress (bounded, polled, fetched)
 - replica: ``ModelReplica``: the pipeline kept, LoRA sets multiplexed (LRU in host memory)
 - app: the Ray Serve application; ``start_server`` / ``stop_server``
 

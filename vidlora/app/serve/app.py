@@ -68,7 +68,7 @@ def build_app(config: ServeConfig, shape):
         name="vidlora-ingress", num_replicas=1, max_ongoing_requests=max(64, 4 * config.max_queued),
         ray_actor_options={"num_cpus": 0},
     )(Ingress)  # fmt: skip
-    return ingress.bind(config, model.bind(config, shape.threads))
+    return ingress.bind(config, model.bind(config, shape.threads), shape.count)
 
 
 def start_server(config: ServeConfig) -> ServerInfo:

@@ -52,7 +52,8 @@ class ServeConfig:
     host / port: where Serve's HTTP proxy listens (127.0.0.1 unless told otherwise).
     replicas: model replicas (one per GPU by default; one on CPU only). lru: LoRA sets
     each replica keeps in host memory. max_queued: requests waiting for a replica before
-    the next one gets 503. token: bearer token the /v1 routes require (None: open).
+    the next one gets 503. max_jobs: asynchronous jobs the ingress holds (queued, running
+    and finished with their MP4; finished ones make room oldest first). token: bearer token the /v1 routes require (None: open).
     lora_dirs: roots that relative LoRA names are looked up in; on a non-loopback bind
     the only places local files may come from. allow_url_hosts: URL hosts allowed for
     LoRAs and images on a non-loopback bind beyond the Hub and Civitai; allow_any_url:
@@ -68,6 +69,7 @@ class ServeConfig:
     replicas: int | None = None
     lru: int = 4
     max_queued: int = 8
+    max_jobs: int = 64
     token: str | None = None
     lora_dirs: tuple[str, ...] = ()
     allow_url_hosts: tuple[str, ...] = ()
@@ -79,6 +81,8 @@ class ServeConfig:
             raise VidloraError(f"--lru must be >= 1 (LoRA sets kept per replica); got {self.lru}")
         if self.max_queued < 1:
             raise VidloraError(f"--max-queued must be >= 1; got {self.max_queued}")
+        if self.max_jobs < 1:
+            raise VidloraError(f"--max-jobs must be >= 1; got {self.max_jobs}")
         if self.replicas is not None and self.replicas < 1:
             raise VidloraError(f"--replicas must be >= 1; got {self.replicas}")
         if not 0 <= self.port <= 65535:

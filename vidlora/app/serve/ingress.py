@@ -1,6 +1,7 @@
 """The HTTP side of ``vidlora serve``: ``Ingress`` (a Ray Serve deployment, see ``app.py``).
 
     POST /v1/generate   JSON body (``request.py``) -> video/mp4, settings in its metadata
+    POST /v1/jobs       the same body -> 202 and a job id; GET/DELETE /v1/jobs/ID[/video] (``jobs.py``)
     GET  /v1/loras      the LoRA sources this server has resolved (sha256, bytes, uses)
     GET  /healthz       {"status": "ok", ...}; open even when a token is set
 
@@ -25,6 +26,7 @@ from vidlora.errors import VidloraError
 
 from ..messages import first_line
 from .config import ServeConfig
+from .jobs import JobStore
 from .policy import check_image_url, check_resolved, check_token, is_remote_origin, locate_source
 from .request import RequestError, parse_body
 
@@ -42,10 +44,12 @@ def lora_set_id(sources: list[str]) -> str:
 
 
 class Ingress:
-    """``model``: a handle to the model deployment (``ModelReplica``)."""
+    """``model``: a handle to the model deployment (``ModelReplica``); ``replicas``: how
+    many it has (jobs run at most one per replica at a time)."""
 
-    def __init__(self, config: ServeConfig, model):
+    def __init__(self, config: ServeConfig, model, replicas: int = 1):
         self._config, self._model = config, model
+        self._jobs = JobStore(self._call_model, config.max_jobs, replicas)
         self._resolved: dict[str, dict[str, Any]] = {}  # canonical source -> facts for /v1/loras
         self._cache: dict[str, tuple] = {}  # source -> (ResolvedSource, (mtime, size) of its file)
         from vidlora.lora.lora_dirs import use_lora_dirs
@@ -62,11 +66,14 @@ class Ingress:
             check_token(self._config, request.headers.get("authorization"))
             if path == "/v1/generate" and method == "POST":
                 return await self._generate(request)
+            if path == "/v1/jobs" or path.startswith("/v1/jobs/"):
+                return await self._job_route(request, path, method)
             if path == "/v1/loras" and method == "GET":
                 return JSONResponse({"loras": sorted(self._resolved.values(), key=lambda r: r["source"])})
             if path in ("/v1/generate", "/v1/loras", "/healthz"):
                 raise RequestError(405, f"{method} {path} is not served; see the README (serve)")
-            raise RequestError(404, f"no route {path}; this server has POST /v1/generate, GET /v1/loras, GET /healthz")
+            raise RequestError(404, f"no route {path}; this server has POST /v1/generate, POST /v1/jobs, "
+                               "GET /v1/jobs/ID[/video], GET /v1/loras, GET /healthz")  # fmt: skip
         except RequestError as exc:
             headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "5"}}.get(exc.status)
             return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
@@ -76,6 +83,45 @@ class Ingress:
     async def _generate(self, request):
         from starlette.responses import JSONResponse, Response
 
+        payload, set_id = await self._prepare(request)
+        reply = await self._call_model(payload, set_id)
+        headers = {k: _header(v) for k, v in reply.get("headers", {}).items()}
+        if reply["status"] != 200:
+            return JSONResponse({"error": reply["error"], "field": reply.get("field")}, status_code=reply["status"],
+                                headers=headers)  # fmt: skip
+        return Response(content=reply["mp4"], media_type="video/mp4", headers=headers)
+
+    async def _job_route(self, request, path: str, method: str):
+        from starlette.responses import JSONResponse, Response
+
+        parts = path.split("/")[3:]  # "", "v1", "jobs", ID, "video"
+        if not parts and method == "POST":
+            payload, set_id = await self._prepare(request)
+            job = self._jobs.submit(payload, set_id)
+            return JSONResponse(job.describe(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+        if not parts and method == "GET":
+            return JSONResponse({"jobs": self._jobs.listing()})
+        if len(parts) == 1 and method == "GET":
+            return JSONResponse(self._jobs.get(parts[0]).describe())
+        if len(parts) == 1 and method == "DELETE":
+            job = self._jobs.delete(parts[0])
+            return JSONResponse({"id": job.id, "deleted": True, "status": job.status})
+        if len(parts) == 2 and parts[1] == "video" and method == "GET":
+            job = self._jobs.get(parts[0])
+            headers = {k: _header(v) for k, v in (job.reply or {}).get("headers", {}).items()}
+            if job.status == "done":
+                return Response(content=job.reply["mp4"], media_type="video/mp4", headers=headers)
+            if job.status == "failed":
+                return JSONResponse({"error": job.reply["error"], "field": job.reply.get("field")},
+                                    status_code=job.reply["status"], headers=headers)  # fmt: skip
+            raise RequestError(409, f"job {job.id} is {job.status}; its video is not made yet (poll /v1/jobs/{job.id})")
+        if len(parts) <= 2:
+            raise RequestError(405, f"{method} {path} is not served; jobs take POST /v1/jobs, GET /v1/jobs[/ID[/video]], "
+                               "DELETE /v1/jobs/ID")  # fmt: skip
+        raise RequestError(404, f"no route {path}")
+
+    async def _prepare(self, request) -> tuple[dict[str, Any], str]:
+        """The body checked, its image fetched and its LoRAs resolved: (payload, set id)."""
         body = parse_body(await self._json(request), self._config.limits, self._config.task)
         image = body.image
         if body.image_url:
@@ -103,12 +149,7 @@ class Ingress:
             "image": image, "seed": body.seed, "frames": body.frames, "size": body.size, "steps": body.steps,
             "guidance": body.guidance, "guidance_2": body.guidance_2, "flow_shift": body.flow_shift, "fps": body.fps,
         }  # fmt: skip
-        reply = await self._call_model(payload, set_id)
-        headers = {k: _header(v) for k, v in reply.get("headers", {}).items()}
-        if reply["status"] != 200:
-            return JSONResponse({"error": reply["error"], "field": reply.get("field")}, status_code=reply["status"],
-                                headers=headers)  # fmt: skip
-        return Response(content=reply["mp4"], media_type="video/mp4", headers=headers)
+        return payload, set_id
 
     async def _call_model(self, payload: dict[str, Any], set_id: str) -> dict[str, Any]:
         from ray.serve.exceptions import BackPressureError
