@@ -16,7 +16,7 @@ import json
 import math
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vidlora.errors import LoRAFormatError, UnsafeFileError
 
@@ -45,11 +45,13 @@ _SAFETENSORS_ONLY = "vidlora reads .safetensors files only (convert it with a to
 
 @dataclass(frozen=True)
 class SafetensorsHeader:
-    """What the check learned: file size, header length, ``__metadata__`` (str -> str)."""
+    """What the check learned: file size, header length, ``__metadata__`` (str -> str) and
+    the checked tensor entries (key -> {"dtype", "shape", "data_offsets"})."""
 
     size: int
     header_len: int
     metadata: dict[str, str]
+    entries: dict = field(default_factory=dict, repr=False)
 
 
 def is_pickle_name(name: str | os.PathLike) -> bool:
@@ -105,7 +107,8 @@ def check_safetensors_file(path: str | os.PathLike, *, what: str | None = None) 
         _refuse_if_pickled(what, head)
         raise _fail(what, "not a safetensors file (its header is not JSON)") from None
     metadata = _check_header(what, header, size - 8 - header_len)
-    return SafetensorsHeader(size=size, header_len=header_len, metadata=metadata)
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    return SafetensorsHeader(size=size, header_len=header_len, metadata=metadata, entries=entries)
 
 
 def _fail(what: str, problem: str) -> LoRAFormatError:

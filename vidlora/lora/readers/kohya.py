@@ -55,11 +55,14 @@ def _read(raw: RawFile, keys: list[str]) -> ReadResult:
         modes = [(kind, lambda s: s.names.translate_underscored),
                  ("kohya-diffusers", lambda s: s.names.translate_diffusers_underscored)]  # fmt: skip
     best = None
+    names = list(dict.fromkeys(modules))
     for kind, translate_for in modes:
-        specs = best_families(modules, lambda s, m: (translate_for(s)(m) is not None, m.startswith(s.kohya_roots)))
-        known = sum(translate_for(specs[0])(m) is not None for m in modules)
+        specs = best_families(names, lambda s, m: (translate_for(s)(m) is not None, m.startswith(s.kohya_roots)))
+        known = sum(translate_for(specs[0])(m) is not None for m in names)
         if best is None or known > best[0]:
             best = (known, kind, translate_for, specs)
+        if known == len(names):
+            break  # every name read: a later mode cannot read more
     _, kind, translate_for, specs = best
     prefixes_seen = {next((p for p, _ in _ORIGINAL_PREFIXES if k.startswith(p)), "") for k in keys}
     result = build(raw, specs, parsed, translate_for, lambda s: s.scheme_label(kind, keys, modules, prefixes_seen),

@@ -12,7 +12,6 @@ dtypes, offsets tiling the data).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -51,14 +50,10 @@ class TensorFile:
         header = check_safetensors_file(self.path)
         self.metadata = header.metadata
         self.size = header.size
-        with open(self.path, "rb") as f:
-            f.seek(8)
-            raw = json.loads(f.read(header.header_len).decode("utf-8"))
         base = 8 + header.header_len
         self.tensors: dict[str, TensorInfo] = {
             key: TensorInfo(e["dtype"], tuple(e["shape"]), base + e["data_offsets"][0], base + e["data_offsets"][1])
-            for key, e in raw.items()
-            if key != "__metadata__"
+            for key, e in header.entries.items()
         }
 
     def read(self, key: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
