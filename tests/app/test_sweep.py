@@ -144,3 +144,25 @@ def test_failing_jobs_are_recorded_and_the_others_finish(cluster, loras, tmp_pat
     assert (out / CONTACT_SHEET).is_file()
     page = (out / INDEX).read_text()
     assert page.count("<video ") == 2 and "HunyuanVideo" in page  # the failures are shown with their errors
+
+
+def test_address_joins_a_running_cluster(sweep12, cluster, loras, tmp_path):
+    """``--address`` from another process: the sweep joins this module's cluster as a
+    second driver (its workers run there), and leaves the cluster running."""
+    import subprocess
+    import sys
+
+    _, out12, _ = sweep12
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({**_SETTINGS, "jobs": [
+        {"prompt": "a fox", "seed": 0, "loras": [{"model": str(loras["motion"]), "weight": 0.4}]}]}))  # fmt: skip
+    out = tmp_path / "out"
+    address = cluster.get_runtime_context().gcs_address
+    proc = subprocess.run([sys.executable, "-m", "vidlora", "sweep", str(plan), "--out", str(out), "--address", address,
+                           "--workers", "1", "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = _lines(out)
+    twin = next(ln for ln in _lines(out12) if ln["prompt"] == "a fox" and ln["seed"] == 0
+                and ln["loras"] and ln["loras"][0]["weight"] == 0.4)  # fmt: skip
+    assert np.array_equal(decoded(out / line["file"]), decoded(out12 / twin["file"]))
+    assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2  # still up, for the others
