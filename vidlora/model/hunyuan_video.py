@@ -171,6 +171,9 @@ DOUBLE_LAYOUT = GroupLayout(
               "ff_context.net.0.proj", "norm1.linear", "norm1_context.linear"),  # fmt: skip
     width_out=("ff.net.2", "ff_context.net.2"),
     width_params=("attn.to_out.0.bias",),
+    context=("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out", "ff_context.net.0.proj",
+             "ff_context.net.2"),  # the text stream of a double-stream block
+    per_sample=("norm1.linear", "norm1_context.linear"),
 )
 SINGLE_LAYOUT = GroupLayout(
     path="single_transformer_blocks",
@@ -179,6 +182,7 @@ SINGLE_LAYOUT = GroupLayout(
     width_in=("attn.to_q", "norm.linear"),
     width_out=("proj_out",),
     width_params=("proj_out.bias",),
+    per_sample=("norm.linear",),  # the rest reads video and text tokens, joined
 )
 REFINER_LAYOUT = GroupLayout(path=REFINER_PATH, counted=False)
 

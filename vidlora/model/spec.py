@@ -66,6 +66,9 @@ class GroupLayout:
     width_in / width_out: inner Linears whose in_features / out_features are the width.
     width_params: inner parameters whose last dimension is the width.
     image: inner prefixes of the image branch (Wan 2.1 I2V's k_img / v_img).
+    context: inner Linears whose rows are context tokens (text, image embeddings, face
+    features), not video tokens; per_sample: inner Linears run once per sample (adaLN
+    modulation). The kernels' first-use choice is made per row count (``input_rows``).
     """
 
     path: str
@@ -77,6 +80,8 @@ class GroupLayout:
     width_out: tuple[str, ...] = ()
     width_params: tuple[str, ...] = ()
     image: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    per_sample: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,16 @@ class FamilySpec:
             if rest.startswith(prefix):
                 return kind
         return "other"
+
+    def input_rows(self, path: str) -> str:
+        """What the rows of a Linear's input are: "video" (the video tokens), "context"
+        (text / image-embedding / face tokens) or "one" (one per sample). Top-level
+        Linears, patched only when a LoRA targets them, count as "video"."""
+        split = self.split_block(path)
+        if split is None:
+            return "video"
+        group, _, inner = split
+        return "context" if inner in group.context else "one" if inner in group.per_sample else "video"
 
     def is_image_branch(self, path: str) -> bool:
         """Whether a module/parameter path belongs to the image (I2V) branch."""

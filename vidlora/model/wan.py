@@ -197,6 +197,7 @@ def wan_block_layout(path: str, patched: tuple[str, ...] = (), width_in: tuple[s
         width_out=("ffn.net.2",),
         width_params=("scale_shift_table", "norm2.weight", "norm2.bias", "attn1.norm_q.weight", "attn1.norm_k.weight"),
         image=("attn2.add_k_proj", "attn2.add_v_proj", "attn2.norm_added_k"),
+        context=("attn2.to_k", "attn2.to_v", "attn2.add_k_proj", "attn2.add_v_proj"),  # text / CLIP image tokens
         **kw,
     )
 

@@ -93,7 +93,7 @@ WAN_ANIMATE = FamilySpec(
         wan_block_layout("blocks"),
         GroupLayout(
             path="face_adapter", counted=False, patched=("to_q", "to_k", "to_v", "to_out"),
-            kinds=(("", "cross-attn"),), width_in=("to_q", "to_k", "to_v", "to_out"),
+            kinds=(("", "cross-attn"),), width_in=("to_q", "to_k", "to_v", "to_out"), context=("to_k", "to_v"),
         ),
     ),  # fmt: skip
     sizes={5120: ("wan-animate-14b", "Wan 2.2 Animate 14B")},

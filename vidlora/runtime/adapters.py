@@ -375,15 +375,18 @@ class Adapters:
         self._detached = True
 
     # ------------------------------------------------------------------ kernel paths
-    def kernel_shapes(self, tokens: int) -> list:
-        """The distinct Linear calls one forward makes at ``tokens`` rows (kernel_paths.py)."""
-        return kernel_paths.kernel_shapes(self._patched, tokens)
+    def kernel_shapes(self, tokens: int, context_tokens: int | None = None, ranks=None) -> list:
+        """The distinct Linear calls one forward makes with ``tokens`` video tokens and
+        ``context_tokens`` text-side ones (kernel_paths.py); ``ranks``: as if adapters of
+        these ranks were on every Linear (0: none) instead of the stacks held now."""
+        return kernel_paths.kernel_shapes(self._patched, tokens, context_tokens, None if ranks is None else tuple(ranks))
 
-    def warm_up(self, tokens: int, device=None) -> list[dict]:
-        """Measure the kernel path of every shape class the model uses at ``tokens`` rows now
-        (CUDA only), so the first denoising step does not pay for the first-use choice."""
+    def warm_up(self, tokens: int, device=None, context_tokens: int | None = None) -> list[dict]:
+        """Measure the kernel path of every shape class the model uses at ``tokens`` video
+        tokens (and ``context_tokens`` text-side ones) now (CUDA only), so the first
+        denoising step does not pay for the first-use choice."""
         self._check_alive()
-        return kernel_paths.warm_up(self._patched, tokens, device)
+        return kernel_paths.warm_up(self._patched, tokens, device, context_tokens)
 
     # ------------------------------------------------------------------ report
     def report(self) -> Report:

@@ -1,4 +1,4 @@
-"""``vidlora`` command line: i2v, t2v, inspect, demo, bench; convert, merge, extract, loras; sweep, serve.
+"""``vidlora`` command line: i2v, t2v, inspect, demo, tune, bench; convert, merge, extract, loras; sweep, serve.
 
 Every user error is one line on stderr and exit code 2, never a traceback. An error from
 inside a library during a run is one line naming the stage and exit code 1; ``--debug``
@@ -73,6 +73,12 @@ def _dispatch(args) -> int:
         from .scale_cmds import run_serve_cmd, run_sweep_cmd
 
         return run_sweep_cmd(args) if args.command == "sweep" else run_serve_cmd(args)
+    if args.command == "tune":
+        from .tune_cmd import run_tune
+
+        if args.rank is None:
+            args.rank = [32]
+        return run_tune(args)
     if args.command == "bench":
         from vidlora.benchmarks.suite import run_suite
 

@@ -194,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     _add_common_args(p)
 
+    p = sub.add_parser("tune", help="measure the kernels' path choice for a model's shapes ahead of time (CUDA)",
+                       description="Measure the first-use kernel path choice for every Linear shape of a model "
+                       "(from its configs on the meta device, no weights) at one forward's token count, with no "
+                       "adapter and at each --rank; cached on disk per GPU, so later runs skip it. Needs CUDA; "
+                       "--list prints the shape classes anywhere.")
+    p.add_argument("--model", default=None, help="Hub id, local diffusers folder, tiny / tiny:KIND, or a built-in "
+                   "transformer config name (e.g. wan2.1-t2v-14b, with --tokens)")  # fmt: skip
+    p.add_argument("--task", choices=["t2v", "i2v"], default="t2v", help="the pipeline's task (default t2v)")
+    p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT of the videos (default: the model's)")
+    p.add_argument("--frames", type=_positive_int, default=None, help="frames of the videos (default: the model's)")
+    p.add_argument("--tokens", type=_positive_int, default=None, help="latent tokens per forward, instead of size/frames")
+    p.add_argument("--context-tokens", type=_positive_int, default=512,
+                   help="rows of the text side (cross-attention k/v, HunyuanVideo's text stream; default 512)")
+    p.add_argument("--rank", type=_positive_int, action="append", default=None,
+                   help="LoRA rank to tune for (repeatable; default 32; no adapter is always tuned)")
+    p.add_argument("--fp8", choices=["w8a16", "w8a8"], default=None, help="the FP8 base you will run with")
+    p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16", help="compute dtype (default bf16)")
+    p.add_argument("--list", action="store_true", help="print the shape classes, measure nothing")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common_args(p)
+
     # many videos, many GPUs (Ray): sweep, serve
     add_scale_commands(sub, _add_common_args)
     return parser
