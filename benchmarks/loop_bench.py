@@ -279,6 +279,7 @@ def _fusion_copy_rows(ctx: RunContext, repeats: int, threads: int) -> Iterator[d
     # the third case). The copy is made before the clock starts.
     adjacent = copy.deepcopy(block)
     vidlora.attach(adjacent).detach()
+    q = adjacent.blocks[0].attn1.to_q.weight.data_ptr()
     cases = {"vidlora attach, fused units (separate weights: copied)": (True, None),
              "vidlora attach, unfused": (False, None),
              "vidlora attach, fused units (adjacent rows: adopted)": (True, adjacent)}  # fmt: skip
@@ -291,6 +292,8 @@ def _fusion_copy_rows(ctx: RunContext, repeats: int, threads: int) -> Iterator[d
             h = vidlora.attach(subject, fuse=fuse)
             t1, c1 = time.perf_counter(), time.process_time()
             peak = (_rss_kb("VmHWM") - rss0) * 1024 if have_hwm else None
+            if model is adjacent and adjacent.blocks[0].attn1.to_qkv.weight.data_ptr() != q:
+                raise RuntimeError("loop benchmark: the adjacent-rows case copied instead of adopting the rows")
             h.detach()
             del subject
             m = measured.setdefault(name, {"ms": [], "cpu": [], "peak": []})

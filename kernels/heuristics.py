@@ -92,7 +92,8 @@ of shared memory (at most one program per SM, nothing else resident): at K = 512
 sm_90, 80 programs x 6 x 32 x 128 x 2 B = 3.9 MB in flight (4 stages: 2.6 MB, about
 H100's bandwidth x latency product, 3.35 TB/s x ~0.8 us, with no headroom). Not 8: under
 Triton 3.6 (the lent machine's) the fp16 pass spills 4 at 8 stages on sm_90, none at 6
-(Triton 3.9: none at 8). AOT audit at 6: 0 spills, 0 local memory, 80 KB on sm_90.
+(Triton 3.9: none at 8). AOT audit at 6: 0 spills, 80-100 KB on sm_90 under both
+(``results/kernel_audit-quant-triton3.6.0-cpu-aot-20261202T005153Z.json``: 17 sm_90 rows ok).
 Estimates until a GPU measures them.
 """
 

@@ -231,4 +231,6 @@ def test_async_jobs_complete_and_equal_the_synchronous_video(server, tmp_path):
     assert _call(server, f"/v1/jobs/{ids[0]}")[0] == 404
     assert _call(server, f"/v1/jobs/{ids[0]}/video")[0] == 404
     assert _call(server, "/v1/jobs/nope/video")[0] == 404
+    assert _call(server, f"/v1/jobs/{ids[1]}/other")[0] == 404
+    assert _call(server, f"/v1/jobs/{ids[1]}/video", method="DELETE")[0] == 405
     assert _call(server, "/v1/jobs", {"prompt": "x"}, token=None)[0] == 401

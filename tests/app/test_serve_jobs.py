@@ -70,13 +70,16 @@ def test_jobs_run_one_per_replica_and_finish_with_their_video():
 
 
 def test_a_failed_job_keeps_its_error_and_a_busy_queue_is_retried(monkeypatch):
-    monkeypatch.setattr(jobs_mod, "RETRY_S", 0.01)
+    monkeypatch.setattr(jobs_mod, "RETRY_S", 0.2)  # long enough to see the job queued between tries
 
     async def main():
         model = _Model(busy=2)
         store = JobStore(model, max_jobs=8, concurrency=2)
         bad = store.submit(_payload(-1), "s")
+        await _until(lambda: len(model.calls) == 1)
+        assert bad.status == "queued"  # refused by a full queue: waiting again, not running
         await _until(lambda: len(model.calls) == 3)  # two 503s, then the real call
+        assert bad.status == "running"
         model.gates[-1].set()
         await _until(lambda: bad.status == "failed")
         d = bad.describe()
@@ -91,8 +94,10 @@ def test_the_store_is_bounded_finished_jobs_make_room_and_queued_ones_cancel():
         store = JobStore(model, max_jobs=2, concurrency=1)
         a, b = store.submit(_payload(1), "s"), store.submit(_payload(2), "s")
         with pytest.raises(RequestError) as err:  # both queued or running: no room
-            store.submit(_payload(3), "s")
+            store.check_room()  # (what the ingress asks before reading a body)
         assert err.value.status == 503 and "--max-jobs 2" in err.value.message
+        with pytest.raises(RequestError):
+            store.submit(_payload(3), "s")
         await _until(lambda: a.status == "running")
         assert store.delete(b.id).status == "cancelled"  # queued: cancelled, never run
         model.gates[1].set()

@@ -112,3 +112,73 @@ def test_a_non_finite_lorafile_is_refused_before_anything_is_written(bad):
         if isinstance(m, LoRALinear):
             assert torch.equal(m.lora_a, stacks[n][0]) and torch.equal(m.lora_b, stacks[n][1]), n
     assert torch.equal(run(model, inputs), out)
+
+
+def _half(kind=KIND):
+    model = tiny_transformer(kind, seed=0).to(torch.float16)
+    inputs = {k: (v.half() if torch.is_tensor(v) and v.is_floating_point() else v)
+              for k, v in tiny_transformer_inputs(kind).items()}  # fmt: skip
+    return model, inputs
+
+
+@pytest.mark.filterwarnings("ignore:There are modules")
+def test_an_fp16_stack_zeroes_freed_rows_and_refuses_values_it_cannot_hold():
+    """fp16's range is 65504: a stale row's x A^T could overflow there, so an fp16 stack
+    zeroes what a remove frees; a factor finite in the file but Inf in fp16 (1e5) is
+    refused after the write, with the model (shapes included) as before."""
+    model, inputs = _half()
+    keep, other = _lora(model, 1, "keep", rank=8), _lora(model, 2, "other", rank=4)
+    q_path = next(p for p in linear_paths(model) if p.endswith("attn1.to_q"))
+    big = _lora(model, 3, "big", paths=[q_path], rank=4)
+    big.modules[q_path].down[0, 0] = 1e5
+    h = vidlora.attach(model)
+    h.add(keep)
+    out = run(model, inputs)
+    unit = model.blocks[0].attn1.to_qkv
+    h.add(other)
+    h.remove("other")
+    assert not unit.lora_b[:, unit.stack.used_rank :].any()  # zeroed, not stale
+    rows = {n: m.stack.stored_rank for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+    with pytest.raises(LoRAFormatError, match=r"'big'.*overflow torch.float16.*65504"):
+        h.add(big, weight=1e-6)
+    assert h.names == ("keep",)
+    assert {n: m.stack.stored_rank for n, m in model.named_modules() if isinstance(m, LoRALinear)} == rows
+    assert torch.isfinite(unit.lora_a).all() and torch.equal(run(model, inputs), out)
+
+
+def test_a_failed_add_gives_back_the_rows_it_grew():
+    """The failure comes from the last unit, after earlier units grew their stacks: every
+    stack is back at its size (no shape change, so nothing recompiles)."""
+    model = tiny_transformer(KIND, seed=0)
+    inputs = tiny_transformer_inputs(KIND)
+    paths = linear_paths(model)
+    small, wide = _lora(model, 1, "small", rank=2), _lora(model, 2, "wide", rank=14)
+    wide.modules[paths[-1]].up[0, 0] = float("nan")  # caught by the check on a passed-in LoRAFile...
+    h = vidlora.attach(model)
+    h.add(small)
+    rows = {n: m.stack.stored_rank for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+    out = run(model, inputs)
+    with pytest.raises(LoRAFormatError):
+        h.add(wide)
+    assert {n: m.stack.stored_rank for n, m in model.named_modules() if isinstance(m, LoRALinear)} == rows
+    # ...and when a unit's own write fails midway, the rollback undoes the growth too
+    import vidlora.runtime.rank_stack as rank_stack
+
+    calls = {"n": 0}
+    real_add = rank_stack.RankStack.add
+
+    def failing_add(self, name, pieces):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("simulated failure in the 5th unit")
+        return real_add(self, name, pieces)
+
+    wide.modules[paths[-1]].up[0, 0] = 0.0
+    rank_stack.RankStack.add = failing_add
+    try:
+        with pytest.raises(RuntimeError, match="5th unit"):
+            h.add(wide)
+    finally:
+        rank_stack.RankStack.add = real_add
+    assert {n: m.stack.stored_rank for n, m in model.named_modules() if isinstance(m, LoRALinear)} == rows
+    assert h.names == ("small",) and torch.equal(run(model, inputs), out)

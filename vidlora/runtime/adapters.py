@@ -217,6 +217,8 @@ class Adapters:
             if not any(u is unit for _, u in adapter.units):
                 adapter.units.append((pm.key, unit))
 
+        rows_before: dict[int, tuple[LoRALinear, int, bool]] = {}  # id -> (unit, stored rows, pinned)
+
         # the stacks hold only finite values (rank_stack.py): checked before any write
         if not checked:
             require_finite(adapter.name, ((p, t) for mp in plan.models for p, lr in mp.linears.items()
@@ -231,7 +233,8 @@ class Adapters:
                 for path, delta in mp.factored_ranks.items():  # formed per unit below, not all at once
                     unit = unit_for(pm, path)
                     by_unit.setdefault(id(unit), (unit, []))[1].append((path, delta, None, delta.scale))
-                if pinned_copies(pm.model):
+                pinned = pinned_copies(pm.model)
+                if pinned:
                     grow = [u.unit_name for u, pieces in by_unit.values()
                             if u.stack.needs_growth(sum(_piece_rank(p) for p in pieces))]  # fmt: skip
                     if grow:
@@ -246,6 +249,7 @@ class Adapters:
                         "group offloading set up earlier would not move; add adapters before enabling offloading"
                     )
                 for unit, pieces in by_unit.values():
+                    rows_before.setdefault(id(unit), (unit, unit.stack.stored_rank, pinned))
                     unit.stack.add(adapter.name, [_expand(adapter.name, p, unit.compute_dtype) for p in pieces])
                     touched(pm, unit)
                 for path, delta in mp.kron.items():
@@ -261,8 +265,11 @@ class Adapters:
         except BaseException:
             self._adapters.pop(adapter.name, None)
             for _, unit in adapter.units:
-                unit.stack.remove(adapter.name, scrub=True)  # bit for bit as before
+                unit.stack.remove(adapter.name, shrink=False, scrub=True)
                 unit.remove_kron(adapter.name)
+            for unit, rows, pinned in rows_before.values():
+                if not pinned:  # under stream group offloading a stack keeps its shape
+                    unit.stack.restore_rows(rows)  # undo the growth: the same shapes as before
             adapter.units.clear()
             for key in adapter.delta_keys:
                 self._deltas.discard(adapter.name, key)

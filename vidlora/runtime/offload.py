@@ -47,11 +47,14 @@ def _group_hook(module: nn.Module):
 
 
 def _modules(model: nn.Module):
-    """Every module under ``model`` (a shared one may come twice), without the path
-    strings ``modules()`` builds: this scan runs on every add and remove."""
-    todo = [model]
+    """Every module under ``model`` once, without the path strings ``modules()`` builds:
+    this scan runs on every add and remove."""
+    todo, seen = [model], set()
     while todo:
         m = todo.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
         yield m
         todo.extend(c for c in m._modules.values() if c is not None)
 

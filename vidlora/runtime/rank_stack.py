@@ -2,8 +2,8 @@
 
 A unit computes ``((x A^T) * c) B^T`` for all its adapters at once (DESIGN.md,
 "Stacking"): A [Rb, K], B [N, Rb] and c [Rb] hold the adapters' ranks one after the
-other. Rb is padded up to a multiple of 16 (the tensor-core minimum) with zero rows and
-zero scale, so:
+other. Rb is padded up to a multiple of 16 (the tensor-core minimum) with rows of zero
+scale, so:
 
 * a strength change or enable/disable writes c in place: no reallocation, no recompile;
 * adding an adapter whose ranks fit into the free (padding) rows writes them in place:
@@ -20,8 +20,11 @@ Invariant: past the used rows the scale is zero; A rows and B columns there are 
 *stale*, the finite values a removed adapter left. A stale row adds exactly nothing (a
 finite x A^T times a zero scale times finite B entries: +0 in every sum), so a remove
 only zeroes the scale, and a swap writes the new adapter's bytes once instead of zeroing
-the old ones first. NaN/Inf is refused before anything is written (:meth:`add`), so none
-can be left behind. ``scrub`` zeroes for real (a failed add restores the stack bit for bit).
+the old ones first. That needs x A^T to stay finite, which fp32 and bf16 stacks (fp32's
+range) give; an fp16 stack (65504 at most) zeroes freed rows as before. NaN/Inf is
+refused before anything is written (:func:`require_finite`), and values a narrower stack
+dtype would turn into Inf (1e5 into fp16) after the write, so none can be left behind.
+``scrub`` zeroes for real (a failed add leaves zeros where its rows were).
 
 For a fused unit (q/k/v), B is block-diagonal: an adapter's q ranks have non-zero B
 entries only in the q rows. That costs (parts - 1) x more B memory than separate units
@@ -98,6 +101,12 @@ def require_finite(adapter: str, pieces: Iterable[tuple[str, torch.Tensor]]) -> 
             raise LoRAFormatError(f"adapter {adapter!r}: the LoRA factors of {path} contain NaN or Inf")
 
 
+def _narrows(src: torch.dtype, dst: torch.dtype) -> bool:
+    """Whether a finite ``src`` value can become Inf in ``dst`` (fp32 -> fp16, fp32 -> bf16
+    near 3.4e38, ...)."""
+    return src != dst and src.is_floating_point and torch.finfo(src).max > torch.finfo(dst).max
+
+
 class RankStack:
     """The slot allocator over ``owner``'s ``lora_a`` / ``lora_b`` / ``lora_scale`` buffers."""
 
@@ -161,6 +170,15 @@ class RankStack:
                 self._tags[col : col + r] = [path] * r
                 row_scale[col - start : col - start + r] = scale
                 col += r
+            dt = o.lora_a.dtype
+            if any(_narrows(d.dtype, dt) or _narrows(u.dtype, dt) for _, d, u, _ in pieces):
+                written = [(getattr(o, "unit_name", "the unit"), o.lora_a[start : start + rank]),
+                           (getattr(o, "unit_name", "the unit"), o.lora_b[:, start : start + rank])]  # fmt: skip
+                try:
+                    require_finite(name, written)
+                except LoRAFormatError:
+                    raise LoRAFormatError(f"adapter {name!r}: its LoRA factors on {written[0][0]} overflow {dt} (the "
+                                          f"model's compute dtype; at most {torch.finfo(dt).max:g})") from None  # fmt: skip
         except BaseException:
             self._scrub(start, start + rank)
             raise
@@ -194,10 +212,16 @@ class RankStack:
         for s in self.slots:
             if s.start > lo:
                 s.start -= slot.rank
-        if scrub:
+        if scrub or o.lora_a.dtype not in _OWN_SUM:  # fp16: x A^T of a stale row could overflow
             self._scrub(new_used, self.stored_rank)
         if shrink and rank_bucket(new_used) * 2 < self.stored_rank:
             self._resize(rank_bucket(new_used))
+
+    def restore_rows(self, rows: int) -> None:
+        """Back to ``rows`` stored rows (a failed add undoing its growth), if they hold the
+        used ones."""
+        if rows != self.stored_rank and rows >= self.used_rank:
+            self._resize(rows)
 
     def _scrub(self, lo: int, hi: int) -> None:
         """Zero rows [lo, hi) past the used ones (no longer stale)."""

@@ -96,6 +96,7 @@ class Ingress:
 
         parts = path.split("/")[3:]  # "", "v1", "jobs", ID, "video"
         if not parts and method == "POST":
+            self._jobs.check_room()  # before the body is read and its LoRAs resolved
             payload, set_id = await self._prepare(request)
             job = self._jobs.submit(payload, set_id)
             return JSONResponse(job.describe(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
@@ -115,10 +116,10 @@ class Ingress:
                 return JSONResponse({"error": job.reply["error"], "field": job.reply.get("field")},
                                     status_code=job.reply["status"], headers=headers)  # fmt: skip
             raise RequestError(409, f"job {job.id} is {job.status}; its video is not made yet (poll /v1/jobs/{job.id})")
-        if len(parts) <= 2:
+        if len(parts) <= 1 or parts[1] == "video":
             raise RequestError(405, f"{method} {path} is not served; jobs take POST /v1/jobs, GET /v1/jobs[/ID[/video]], "
                                "DELETE /v1/jobs/ID")  # fmt: skip
-        raise RequestError(404, f"no route {path}")
+        raise RequestError(404, f"no route {path}; jobs take POST /v1/jobs, GET /v1/jobs[/ID[/video]], DELETE /v1/jobs/ID")
 
     async def _prepare(self, request) -> tuple[dict[str, Any], str]:
         """The body checked, its image fetched and its LoRAs resolved: (payload, set id)."""

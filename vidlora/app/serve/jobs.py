@@ -74,6 +74,11 @@ class JobStore:
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._jobs: dict[str, Job] = {}  # in submission order
 
+    def check_room(self) -> None:
+        """Raise the 503 a submit would, before the body is read and its LoRAs resolved."""
+        if len(self._jobs) >= self._max and not any(j.status in ("done", "failed") for j in self._jobs.values()):
+            raise self._full()
+
     def submit(self, payload: dict[str, Any], set_id: str) -> Job:
         self._make_room()
         request = {k: v for k, v in payload.items() if k not in ("image", "set_id")}
@@ -108,19 +113,23 @@ class JobStore:
         while len(self._jobs) >= self._max:
             oldest = next((j for j in self._jobs.values() if j.status in ("done", "failed")), None)
             if oldest is None:
-                raise RequestError(503, f"the server holds {self._max} jobs, all queued or running (--max-jobs "
-                                   f"{self._max}); retry later or delete finished ones")  # fmt: skip
+                raise self._full()
             del self._jobs[oldest.id]
+
+    def _full(self) -> RequestError:
+        return RequestError(503, f"the server holds {self._max} jobs, all queued or running (--max-jobs {self._max}); "
+                            "retry later or delete finished ones")  # fmt: skip
 
     async def _run(self, job: Job, payload: dict[str, Any], set_id: str) -> None:
         async with self._slots:
-            job.status, job.started = "running", time.time()
             reply = None
             while reply is None:
+                job.status, job.started = "running", time.time()
                 try:
                     reply = await self._call(payload, set_id)
                 except RequestError as exc:
                     if exc.status == 503:  # the replicas' queue is full of synchronous requests: wait
+                        job.status, job.started = "queued", None  # (and may be cancelled meanwhile)
                         await asyncio.sleep(RETRY_S)
                         continue
                     reply = {"status": exc.status, "error": exc.message, "field": exc.field, "headers": {}}
