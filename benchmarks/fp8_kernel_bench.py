@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .harness import make_linear_case, time_cpu_interleaved
+from .harness import make_linear_case, time_cpu_interleaved, torch_threads
 from .rows import RunContext, goal_row, ratio_rows
 
 __all__ = ["BENCHMARK", "run"]
@@ -91,12 +91,8 @@ def run(ctx: RunContext) -> Iterator[dict[str, Any]]:
     with issue 5's goals; CPU: one small case through the torch references."""
     if ctx.device != "cuda":
         name, m, n, k = CPU_CASE
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             times = time_cpu_interleaved(_methods(m, n, k, "cpu"), repeats=5, warmup=1, clock=time.thread_time)
-        finally:
-            torch.set_num_threads(threads)
         for t in times.values():
             t.update(clock="thread CPU time, 1 thread", path="CPU torch references (not the kernels)")
         yield from _case_rows(ctx, name, m, n, k, times)

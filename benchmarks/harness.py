@@ -9,6 +9,7 @@ Ratios are only ever computed against a baseline measured in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -145,6 +146,18 @@ def environment(device: torch.device | str) -> dict[str, Any]:
         "triton": _version("triton"),
         "git_commit": _git_commit(),
     }
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op threads set to ``n`` inside the block (None: left as they are)."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def time_cpu(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> dict[str, float]:

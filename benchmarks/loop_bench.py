@@ -49,11 +49,11 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
+from .harness import torch_threads
 from .models import block_linears, pipeline_shell, random_transformer
 from .rows import RunContext, goal_row, ratio_rows
 
@@ -87,16 +87,6 @@ def write_original_lora(path: str, model: torch.nn.Module, *, rank: int = RANK, 
         tensors[f"{key}.lora_B.weight"] = (torch.randn(n, rank, generator=gen) * 0.1 * rank**-0.5).to(torch.bfloat16)
     save_file(tensors, path)
     return path
-
-
-@contextmanager
-def _threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _time(actions: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]], repeats: int, warmup: int,
@@ -137,7 +127,7 @@ def run(ctx: RunContext, repeats: int = 5, warmup: int = 1, big: bool = True,
     for n in threads:
         yield from _loop_rows(ctx, repeats, warmup, n)
     if big:
-        with _threads(threads[0]):
+        with torch_threads(threads[0]):
             yield from _fusion_copy_rows(ctx, repeats, threads[0])
             yield from _prefused_load_rows(ctx, repeats, threads[0])
 
@@ -149,7 +139,7 @@ def _loop_rows(ctx: RunContext, repeats: int, warmup: int, threads: int) -> Iter
 
     _time_n = lambda acts: _time(acts, repeats, warmup, threads)  # noqa: E731
     suffix = f" ({threads} thread{'s' if threads > 1 else ''})"
-    with _threads(threads), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+    with torch_threads(threads), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         # PEFT warns that a second adapter joins a model that has one: the measured scenario
         warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
         base = random_transformer(CONFIG, layers=LAYERS, dtype=torch.float32)

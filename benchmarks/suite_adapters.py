@@ -21,8 +21,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-
+from .harness import torch_threads
 from .rows import RunContext, goal_row, overhead_goal_row, ratio_rows
 
 __all__ = ["run_kernel_bench", "run_kernel_audit", "run_fp8_lora_error"]
@@ -47,11 +46,8 @@ def run_kernel_bench(ctx: RunContext) -> Iterator[dict[str, Any]]:
     says "2 threads, timed on 1 thread" rather than a device with "1 threads"."""
     from . import kernel_bench
 
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # run_cpu pins one thread for its own timing only: restored after
         raw = kernel_bench.run_gpu(ctx.quick) if ctx.device == "cuda" else kernel_bench.run_cpu(ctx.quick)
-    finally:
-        torch.set_num_threads(threads)  # run_cpu pins one thread for its own timing only
     cases: dict[str, list[dict[str, Any]]] = {}
     for r in raw:
         row = {**r, "run_id": ctx.run_id, "case": _kernel_case(r), "metric": "ms", "value": r["ms"], "unit": "ms",

@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from .harness import torch_threads
 from .models import block_linears, pipeline_shell, random_transformer, write_lora_file
 from .rows import RunContext, goal_row, ratio_rows
 
@@ -138,17 +139,6 @@ def _expected_warnings():
         yield
 
 
-@contextmanager
-def _threads(device: str):
-    old = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _output(model: torch.nn.Module, device: str) -> torch.Tensor:
     from vidlora.model import REAL_CONFIGS
 
@@ -173,7 +163,7 @@ def run(ctx: RunContext) -> Iterator[dict[str, Any]]:
 
     layers = QUICK_LAYERS if ctx.quick else None
     repeats, warmup = (5, 1) if ctx.quick else (7, 1)
-    with _threads(ctx.device), _expected_warnings(), tempfile.TemporaryDirectory() as tmp:
+    with torch_threads(1 if ctx.device == "cpu" else None), _expected_warnings(), tempfile.TemporaryDirectory() as tmp:
         base_model = random_transformer(CONFIG, layers=layers, device=ctx.device)
         n_blocks = len(base_model.blocks)
         files = {n: write_lora_file(os.path.join(tmp, f"{n}.safetensors"), base_model, rank=RANK, seed=i)

@@ -13,10 +13,10 @@ Triton kernels) load on first use of the names below.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+from .common.lazy import lazy_exports
 from .errors import (
     BackendUnavailableError,
     LoRAFormatError,
@@ -72,18 +72,7 @@ _LAZY = {
     "get_backend": "vidlora.kernels.backend",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vidlora' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__, absolute=True)
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,8 +11,9 @@ imports no torch, so the CLI checks ``--lora`` arguments before torch is importe
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vidlora.common.lazy import lazy_exports
 
 __all__ = ["read_lora", "match_lora", "MatchReport", "LoRAFile", "LowRank", "Variant"]
 
@@ -25,14 +26,7 @@ _LAZY = {
     "Variant": "lora_file",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, __all__)[0]  # dir(): the module's own
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vidlora.common.finite import FP32_RANGE, sums_finite
 from vidlora.errors import LoRAFormatError
 
 __all__ = ["RankStack", "Slot", "Part", "rank_bucket", "require_finite", "RANK_MULTIPLE"]
@@ -83,18 +84,11 @@ class Slot:
 Piece = tuple[str, torch.Tensor, torch.Tensor, float]
 
 
-_OWN_SUM = (torch.bfloat16, torch.float32, torch.float64)  # fp32's range: their own sum will do
-
-
 def require_finite(adapter: str, pieces: Iterable[tuple[str, torch.Tensor]]) -> None:
-    """Raise LoRAFormatError naming the first ``(path, tensor)`` with NaN/Inf. One sum
-    over all of them decides the usual case (NaN/Inf anywhere makes it non-finite; a sum
-    that merely overflows gets the element-wise check)."""
+    """Raise LoRAFormatError naming the first ``(path, tensor)`` with NaN/Inf (one summed
+    pass decides the usual case: ``sums_finite``)."""
     pieces = [(p, t) for p, t in pieces if t.numel() and t.device.type != "meta"]
-    total = torch.zeros((), dtype=torch.float64)
-    for _, t in pieces:
-        total += (t.sum() if t.dtype in _OWN_SUM else t.float().sum()).to(total.device)
-    if bool(torch.isfinite(total)):
+    if sums_finite(t for _, t in pieces):
         return
     for path, t in pieces:
         if not bool(torch.isfinite(t.float()).all()):
@@ -212,7 +206,7 @@ class RankStack:
         for s in self.slots:
             if s.start > lo:
                 s.start -= slot.rank
-        if scrub or o.lora_a.dtype not in _OWN_SUM:  # fp16: x A^T of a stale row could overflow
+        if scrub or o.lora_a.dtype not in FP32_RANGE:  # fp16: x A^T of a stale row could overflow
             self._scrub(new_used, self.stored_rank)
         if shrink and rank_bucket(new_used) * 2 < self.stored_rank:
             self._resize(rank_bucket(new_used))

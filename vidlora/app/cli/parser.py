@@ -7,9 +7,9 @@ flow shift); rules that need the model's configs live in ``plan.py``.
 from __future__ import annotations
 
 import argparse
-import math
 
 from ..pipelines.info import DEFAULT_MODELS
+from .arg_types import finite_float, positive_float, positive_int, size
 from .tools_cmd import add_lora_dir_arg, add_tool_parsers
 from .scale_args import add_scale_commands
 
@@ -25,42 +25,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"vidlora: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("*", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or min(int(p) for p in parts) <= 0:
-        raise argparse.ArgumentTypeError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 832x480); got {text!r}")
-    return int(parts[0]), int(parts[1])
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return v
-
-
-def _float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = _float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
-    return v
-
-
 def _flow_shift(text: str) -> float:
-    v = _float(text)
+    v = finite_float(text)
     if v <= 0:
         # 0 collapses every sigma to 0 and a negative shift flips them: the whole loop
         # would run and decode NaN frames
@@ -74,7 +40,7 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
 
 
 def _strength(text: str) -> float:
-    v = _float(text)
+    v = finite_float(text)
     if not 0.0 < v <= 1.0:
         raise argparse.ArgumentTypeError(f"--strength is the share of the input video re-noised, in (0, 1]; got {text!r}")
     return v
@@ -116,27 +82,27 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("--fp8", nargs="?", const="w8a16", default=None, choices=["w8a16", "w8a8"],
                    help="store the transformer's block weights in FP8 (e4m3) with the LoRAs kept exact "
                    "(default mode w8a16; w8a8 also quantizes activations, sm_89+)")
-    p.add_argument("--frames", type=_positive_int, default=None,
+    p.add_argument("--frames", type=positive_int, default=None,
                    help="number of frames (Wan: 4k+1; default: the model's own, 81 for Wan)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="denoising steps (default: the model's own, 30 for Wan)")
-    p.add_argument("--guidance", type=_float, default=None, help="guidance scale (default: the model's own, 5.0 for Wan)")
-    p.add_argument("--guidance-2", type=_float, default=None, help="Wan 2.2 low-noise expert guidance scale")
+    p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default: the model's own, 30 for Wan)")
+    p.add_argument("--guidance", type=finite_float, default=None, help="guidance scale (default: the model's own, 5.0 for Wan)")
+    p.add_argument("--guidance-2", type=finite_float, default=None, help="Wan 2.2 low-noise expert guidance scale")
     p.add_argument("--flow-shift", type=_flow_shift, default=None,
                    help="scheduler flow shift, > 0 (distill LoRAs need a given one)")
-    p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT (default: the model's own, 832x480 for Wan 480p)")
+    p.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT (default: the model's own, 832x480 for Wan 480p)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--fps", type=_positive_float, default=None, help="output fps (default: Wan 16, HunyuanVideo 24)")
+    p.add_argument("--fps", type=positive_float, default=None, help="output fps (default: Wan 16, HunyuanVideo 24)")
     p.add_argument("--offload", choices=["model", "group", "sequential"], default=None,
                    help="CPU offload so big models fit small GPUs (diffusers' model / group / sequential offload)")
     p.add_argument("--out", default=None, help="output .mp4 (default: out.mp4)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda when available")
-    p.add_argument("--gpus", type=_positive_int, default=None,
+    p.add_argument("--gpus", type=positive_int, default=None,
                    help="split one video over N GPUs (context parallelism): the command runs itself again under "
                    "torch.distributed.run, one process per GPU; with --device cpu, N CPU processes (gloo)")
-    p.add_argument("--ulysses", type=_positive_int, default=None,
+    p.add_argument("--ulysses", type=positive_int, default=None,
                    help="with --gpus: the Ulysses degree (default: gpus / ring); the model's heads must divide by it")
-    p.add_argument("--ring", type=_positive_int, default=None, help="with --gpus: the ring attention degree (default 1)")
+    p.add_argument("--ring", type=positive_int, default=None, help="with --gpus: the ring attention degree (default 1)")
     p.add_argument("--auto-trigger", action="store_true", help="append the LoRAs' trigger words missing from the prompt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_lora_dir_arg(p)
@@ -202,12 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="Hub id, local diffusers folder, tiny / tiny:KIND, or a built-in "
                    "transformer config name (e.g. wan2.1-t2v-14b, with --tokens)")  # fmt: skip
     p.add_argument("--task", choices=["t2v", "i2v"], default="t2v", help="the pipeline's task (default t2v)")
-    p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT of the videos (default: the model's)")
-    p.add_argument("--frames", type=_positive_int, default=None, help="frames of the videos (default: the model's)")
-    p.add_argument("--tokens", type=_positive_int, default=None, help="latent tokens per forward, instead of size/frames")
-    p.add_argument("--context-tokens", type=_positive_int, default=512,
+    p.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT of the videos (default: the model's)")
+    p.add_argument("--frames", type=positive_int, default=None, help="frames of the videos (default: the model's)")
+    p.add_argument("--tokens", type=positive_int, default=None, help="latent tokens per forward, instead of size/frames")
+    p.add_argument("--context-tokens", type=positive_int, default=512,
                    help="rows of the text side (cross-attention k/v, HunyuanVideo's text stream; default 512)")
-    p.add_argument("--rank", type=_positive_int, action="append", default=None,
+    p.add_argument("--rank", type=positive_int, action="append", default=None,
                    help="LoRA rank to tune for (repeatable; default 32; no adapter is always tuned)")
     p.add_argument("--fp8", choices=["w8a16", "w8a8"], default=None, help="the FP8 base you will run with")
     p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16", help="compute dtype (default bf16)")

@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from .arg_types import positive_int
 from .tools_cmd import add_lora_dir_arg
 
 __all__ = ["add_scale_commands"]
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -42,7 +33,7 @@ def add_scale_commands(sub, add_common_args) -> None:
     )  # fmt: skip
     p.add_argument("plan", help="the sweep plan (.json, .yaml or .yml; see the README's sweep section)")
     p.add_argument("--out", required=True, help="folder for the videos, manifest.jsonl, contact_sheet.png, index.html")
-    p.add_argument("--workers", type=_workers, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="workers (default: one per GPU; on CPU only, one: N shares the cores out)")
     p.add_argument("--address", default=None,
                    help="join this Ray cluster (auto, ray://HOST:10001, ...) instead of starting a local one")
@@ -62,12 +53,12 @@ def add_scale_commands(sub, add_common_args) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; any other needs --token and limits LoRA sources)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    p.add_argument("--replicas", type=_workers, default=None, help="model replicas (default: one per GPU; one on CPU)")
+    p.add_argument("--replicas", type=positive_int, default=None, help="model replicas (default: one per GPU; one on CPU)")
     p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one")
-    p.add_argument("--lru", type=_workers, default=4, help="LoRA sets each replica keeps in host memory (default 4)")
-    p.add_argument("--max-queued", type=_workers, default=8,
+    p.add_argument("--lru", type=positive_int, default=4, help="LoRA sets each replica keeps in host memory (default 4)")
+    p.add_argument("--max-queued", type=positive_int, default=8,
                    help="requests that may wait for a replica; past it: 503 (default 8)")
-    p.add_argument("--max-jobs", type=_workers, default=64,
+    p.add_argument("--max-jobs", type=positive_int, default=64,
                    help="asynchronous jobs (POST /v1/jobs) held, finished ones with their MP4 (default 64)")
     p.add_argument("--token", default=None,
                    help="bearer token the /v1 routes require (or set VIDLORA_SERVE_TOKEN); needed off loopback")
@@ -78,9 +69,9 @@ def add_scale_commands(sub, add_common_args) -> None:
                    help="off loopback, also allow LoRA/image URLs from HOST (the Hub and Civitai always are)")
     p.add_argument("--allow-any-url", action="store_true", help="off loopback, allow URLs from any host")
     p.add_argument("--allow-no-token", action="store_true", help="listen off loopback without a token (behind your own auth)")
-    p.add_argument("--max-frames", type=_workers, default=129, help="most frames a request may ask for (default 129)")
-    p.add_argument("--max-steps", type=_workers, default=100, help="most steps a request may ask for (default 100)")
-    p.add_argument("--max-size", type=_workers, default=1280, help="longest side in pixels a request may ask for (default 1280)")
+    p.add_argument("--max-frames", type=positive_int, default=129, help="most frames a request may ask for (default 129)")
+    p.add_argument("--max-steps", type=positive_int, default=100, help="most steps a request may ask for (default 100)")
+    p.add_argument("--max-size", type=positive_int, default=1280, help="longest side in pixels a request may ask for (default 1280)")
     p.add_argument("--fp8", nargs="?", const="w8a16", default=None, choices=["w8a16", "w8a8"],
                    help="store the transformer's block weights in FP8 on every replica")
     p.add_argument("--offload", choices=["model", "group", "sequential"], default=None, help="CPU offload on every replica")

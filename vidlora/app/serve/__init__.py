@@ -13,8 +13,7 @@ Names load lazily: the request checks import neither torch nor Ray.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidlora.common.lazy import lazy_exports
 
 __all__ = ["ServeConfig", "ServeLimits", "TOKEN_ENV", "DEFAULT_PORT", "is_loopback", "RequestError", "parse_body",
            "lora_set_id", "ModelReplica", "model_task", "start_server", "stop_server", "ServerInfo", "APP_NAME"]  # fmt: skip
@@ -36,15 +35,6 @@ _LAZY = {
     "APP_NAME": "app",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)

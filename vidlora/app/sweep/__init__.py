@@ -14,8 +14,7 @@ Names load lazily: reading a plan imports neither torch nor Ray.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidlora.common.lazy import lazy_exports
 
 __all__ = ["run_sweep", "SweepResult", "load_plan", "parse_plan", "SweepPlan", "JobSpec", "LoraSpec",
            "MANIFEST", "MANIFEST_KEYS", "CONTACT_SHEET", "INDEX", "Dispatcher"]  # fmt: skip
@@ -35,15 +34,6 @@ _LAZY = {
     "Dispatcher": "dispatch",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)

@@ -13,8 +13,7 @@ Names load lazily, so reading the configs imports no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidlora.common.lazy import lazy_exports
 
 __all__ = [
     "TINY_TRANSFORMER_CONFIGS",
@@ -42,15 +41,6 @@ _LAZY = {
     "write_demo_assets": "demo_assets",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)

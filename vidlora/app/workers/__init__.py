@@ -8,8 +8,7 @@ called, so the commands say what to install when it is missing.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidlora.common.lazy import lazy_exports
 
 __all__ = ["WorkerSession", "SilentMessages", "adapter_names", "RAY_EXTRA", "require_ray", "connect", "disconnect",
            "WorkerShape", "worker_shape"]  # fmt: skip
@@ -26,15 +25,6 @@ _LAZY = {
     "worker_shape": "ray_setup",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
